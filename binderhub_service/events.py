@@ -1,0 +1,99 @@
+"""Build events and their wire form.
+
+A build produces an ordered list of :class:`BuildEvent`. On the wire each one is
+a Server-Sent Event whose ``data`` is the JSON object BinderHub sends:
+``phase``, ``message`` (always ending in a newline), ``imageName`` where an
+image is named, and ``status_code`` on errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Phase(enum.StrEnum):
+    """The phases a build stream can report, in BinderHub's spelling."""
+
+    WAITING = "waiting"
+    FETCHING = "fetching"
+    BUILDING = "building"
+    PUSHING = "pushing"
+    BUILT = "built"
+    READY = "ready"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Phase.READY, Phase.FAILED)
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """One event of a build's stream.
+
+    ``phase`` is ``None`` for repo2docker lines that carry no phase: they are
+    relayed as they came. ``extra`` holds further JSON fields (such as the queue
+    position of a ``waiting`` event).
+    """
+
+    phase: Phase | None
+    message: str
+    image_name: str | None = None
+    status_code: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.message.endswith("\n"):
+            object.__setattr__(self, "message", self.message + "\n")
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase is not None and self.phase.is_final
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.phase is not None:
+            data["phase"] = self.phase.value
+        data["message"] = self.message
+        if self.image_name is not None:
+            data["imageName"] = self.image_name
+        if self.status_code is not None:
+            data["status_code"] = self.status_code
+        data.update(self.extra)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildEvent:
+        """Rebuild an event from its wire form (the inverse of :meth:`to_dict`)."""
+        data = dict(data)
+        phase = data.pop("phase", None)
+        return cls(
+            phase=Phase(phase) if phase is not None else None,
+            message=data.pop("message", ""),
+            image_name=data.pop("imageName", None),
+            status_code=data.pop("status_code", None),
+            extra=data,
+        )
+
+
+def sse_frame(event_id: int, event: BuildEvent) -> bytes:
+    """Serialise one event as a Server-Sent Events frame with its id."""
+    return f"id: {event_id}\ndata: {event.to_json()}\n\n".encode()
+
+
+KEEPALIVE_FRAME = b":keepalive\n\n"
+
+
+def failed(message: str, status_code: int | None = None) -> BuildEvent:
+    return BuildEvent(Phase.FAILED, message, status_code=status_code)
+
+
+def ready(image_name: str, message: str) -> BuildEvent:
+    return BuildEvent(Phase.READY, message, image_name=image_name)

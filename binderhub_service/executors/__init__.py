@@ -1,0 +1,1 @@
+"""Build executors: where repo2docker actually runs."""

@@ -1,0 +1,103 @@
+"""The contract every build executor keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from traitlets import Dict, Int, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..events import BuildEvent
+from ..repo2docker import Repo2DockerOptions
+
+EmitFunc = Callable[[BuildEvent], None]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What an executor needs to run one build; every field is already validated."""
+
+    build_id: str
+    provider: str
+    repo_url: str
+    ref: str
+    image_name: str
+    push: bool
+
+
+class BuildExecutor(LoggingConfigurable):
+    """Runs repo2docker for one build at a time per call of :meth:`run`.
+
+    ``run`` emits events as they come and returns when the image exists (and is
+    pushed when ``request.push``). It raises :class:`~binderhub_service.errors.BuildFailed`
+    with a user-facing reason when it does not. The caller cancels the task that
+    awaits ``run`` to cancel or time out a build: ``run`` must then stop
+    everything it started before re-raising :class:`asyncio.CancelledError`.
+    """
+
+    name = "base"
+
+    user_id = Int(
+        1000,
+        help="Numeric id of the user that owns the files in built images (repo2docker --user-id).",
+    ).tag(config=True)
+
+    user_name = Unicode(
+        "jovyan",
+        help="Name of the user in built images (repo2docker --user-name).",
+    ).tag(config=True)
+
+    repo2docker_config_file = Unicode(
+        "",
+        help="""Path of a repo2docker (traitlets) config file passed as ``--config``.
+
+        Empty (the default) passes none. Use it for engine options such as
+        ``c.DockerEngine.extra_buildx_build_args = ["--network=host"]``.
+        """,
+    ).tag(config=True)
+
+    repo2docker_extra_args = List(
+        Unicode(),
+        help="""Extra command-line arguments for repo2docker, added before the repository.
+
+        Example: ``["--cache-from", "registry.example.org/cache"]``. Default: none.
+        """,
+    ).tag(config=True)
+
+    build_env = Dict(
+        Unicode(),
+        help="Extra environment variables for repo2docker, e.g. ``{'DOCKER_HOST': 'unix:///run/docker.sock'}``.",
+    ).tag(config=True)
+
+    def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
+        return Repo2DockerOptions(
+            repo_url=request.repo_url,
+            ref=request.ref,
+            image_name=request.image_name,
+            push=request.push,
+            user_id=self.user_id,
+            user_name=self.user_name,
+            config_file=self.repo2docker_config_file or None,
+            extra_args=tuple(self.repo2docker_extra_args),
+        )
+
+    async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
+        raise NotImplementedError
+
+    async def has_image(self, image_name: str) -> bool:
+        """Whether the image exists where this executor builds (used without a registry)."""
+        raise NotImplementedError
+
+    async def health(self) -> dict[str, Any]:
+        """Check the executor's backend; return details, raise on failure."""
+        raise NotImplementedError
+
+    def builder_version(self) -> str:
+        """The repo2docker version builds run with."""
+        raise NotImplementedError
+
+    async def shutdown(self) -> None:
+        """Release what the executor holds (clients, sessions)."""
+
