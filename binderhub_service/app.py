@@ -1,0 +1,244 @@
+"""The service's application: configuration, composition and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import urllib.parse
+from typing import Any
+
+from jupyterhub.traitlets import EntryPointType
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+
+from . import __version__
+from .builds import BuildManager
+from .executors.base import BuildExecutor
+from .executors.local import LocalDockerExecutor
+from .handlers.build import BuildHandler
+from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .health import HealthChecker
+from .images import ImageLookup
+from .log import log_request
+from .providers.catalog import RepoProviderCatalog
+from .registry import DockerRegistry
+
+
+class BinderHubService(Application):
+    """A standalone image-build service for JupyterHub."""
+
+    name = "binderhub-service"
+    version = __version__
+    description = """Build container images from code repositories with repo2docker,
+    streaming every log line to clients over Server-Sent Events."""
+
+    examples = """
+    binderhub-service --config binderhub_service_config.py
+    binderhub-service --generate-config
+    """
+
+    aliases = {
+        "config": "BinderHubService.config_file",
+        "ip": "BinderHubService.ip",
+        "port": "BinderHubService.port",
+        "log-level": "Application.log_level",
+    }
+
+    flags = {
+        "generate-config": (
+            {"BinderHubService": {"generate_config": True}},
+            "Write a config file with every option documented, then exit.",
+        ),
+        "debug": ({"Application": {"log_level": 10}}, "Log at debug level."),
+    }
+
+    config_file = Unicode(
+        "binderhub_service_config.py",
+        help="The Python config file to load (and the file --generate-config writes).",
+    ).tag(config=True)
+
+    generate_config = Bool(False, help="Write the config file, then exit.").tag(config=True)
+
+    ip = Unicode(
+        help="""Address to listen on. Default: the host of ``JUPYTERHUB_SERVICE_URL`` when
+        JupyterHub starts the service, else ``127.0.0.1``.""",
+    ).tag(config=True)
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return self._service_url().hostname or "127.0.0.1"
+
+    port = Integer(
+        help="""Port to listen on. Default: the port of ``JUPYTERHUB_SERVICE_URL`` when
+        JupyterHub starts the service, else 8585.""",
+    ).tag(config=True)
+
+    @default("port")
+    def _default_port(self) -> int:
+        return self._service_url().port or 8585
+
+    base_url = Unicode(
+        help="""URL prefix every route is served under, e.g. ``/services/binder/``.
+        Default: ``JUPYTERHUB_SERVICE_PREFIX`` when run by JupyterHub, else ``/``.""",
+    ).tag(config=True)
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    @validate("base_url")
+    def _valid_base_url(self, proposal: dict[str, Any]) -> str:
+        value = "/" + proposal["value"].strip("/") + "/"
+        return value.replace("//", "/")
+
+    image_prefix = Unicode(
+        help="""Prefix of every image name, registry host included, e.g.
+        ``registry.example.org/binder-``. Default: ``<registry host>/binder-`` when a
+        registry is configured, else ``binder-``.""",
+    ).tag(config=True)
+
+    @default("image_prefix")
+    def _default_image_prefix(self) -> str:
+        host = urllib.parse.urlsplit(self.registry.url).netloc if self.registry.url else ""
+        return f"{host}/binder-" if host else "binder-"
+
+    use_registry = Bool(
+        help="""Push images to the registry (``DockerRegistry.url``) and look for built images
+        there. Default: on when a registry URL is configured. Off keeps images in the local
+        container engine (for single-machine hubs with DockerSpawner).""",
+    ).tag(config=True)
+
+    @default("use_registry")
+    def _default_use_registry(self) -> bool:
+        return bool(self.registry.url)
+
+    executor_class = EntryPointType(
+        default_value=LocalDockerExecutor,
+        klass=BuildExecutor,
+        entry_point_group="binderhub_service.executors",
+        help="""Where builds run: ``local`` (repo2docker on this machine's container engine,
+        the default) or ``kubernetes`` (build pods), or a BuildExecutor subclass.""",
+    ).tag(config=True)
+
+    keepalive_interval = Float(
+        25.0,
+        help="Seconds between keepalive comments on a quiet event stream. Default 25.",
+    ).tag(config=True)
+
+    tornado_settings = Dict(
+        help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
+    ).tag(config=True)
+
+    classes = [
+        BuildManager,
+        DockerRegistry,
+        HealthChecker,
+        LocalDockerExecutor,
+        RepoProviderCatalog,
+    ]
+
+    def _service_url(self) -> urllib.parse.SplitResult:
+        return urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.generate_config:
+            return
+        self.load_config_file(self.config_file)
+        self.init_registry()
+        self.init_executor()
+        self.init_providers()
+        self.init_builds()
+        self.init_health()
+        self.init_tornado_app()
+
+    def init_registry(self) -> None:
+        self.registry = DockerRegistry(parent=self)
+
+    def init_executor(self) -> None:
+        self.executor: BuildExecutor = self.executor_class(parent=self)
+
+    def init_providers(self) -> None:
+        self.catalog = RepoProviderCatalog(parent=self)
+
+    def init_builds(self) -> None:
+        self.build_manager = BuildManager(parent=self, executor=self.executor)
+
+    def init_health(self) -> None:
+        checks = {"executor": self.executor.health}
+        if self.use_registry:
+            checks["registry"] = self.registry.health
+        self.health_checker = HealthChecker(checks, parent=self)
+
+    @property
+    def image_lookup(self) -> ImageLookup:
+        return self.registry if self.use_registry else self.executor
+
+    def init_tornado_app(self) -> None:
+        base = self.base_url
+        versions = {
+            "builder": f"repo2docker {self.executor.builder_version()}",
+            "binderhub-service": __version__,
+        }
+        build_args = {
+            "manager": self.build_manager,
+            "catalog": self.catalog,
+            "images": self.image_lookup,
+            "image_prefix": self.image_prefix,
+            "push": self.use_registry,
+            "keepalive_interval": self.keepalive_interval,
+            "base_url": base,
+        }
+        handlers: list[Any] = [
+            web.url(base + r"build/([^/]+)/(.+)", BuildHandler, build_args, name="build"),
+            (base + "health", HealthHandler, {"checker": self.health_checker}),
+            (base + "versions", VersionsHandler, {"versions": versions}),
+            (base + "metrics", MetricsHandler),
+        ]
+        settings = {"log_function": log_request, **self.tornado_settings}
+        self.tornado_app = web.Application(handlers, **settings)
+
+    def start(self) -> None:
+        if self.generate_config:
+            self.write_default_config()
+            return
+        asyncio.run(self.serve())
+
+    def write_default_config(self) -> None:
+        if os.path.exists(self.config_file):
+            self.log.error("%s exists; not overwriting it.", self.config_file)
+            self.exit(1)
+        with open(self.config_file, "w") as f:
+            f.write(self.generate_config_file())
+        self.log.info("Wrote %s", self.config_file)
+
+    async def serve(self) -> None:
+        """Listen until SIGTERM or SIGINT, then stop builds and close."""
+        server = HTTPServer(self.tornado_app, xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info(
+            "binderhub-service %s listening on http://%s:%s%s (executor: %s, registry: %s)",
+            __version__,
+            self.ip,
+            self.port,
+            self.base_url,
+            self.executor.name,
+            self.registry.url if self.use_registry else "none, images stay in the local engine",
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self.log.info("Shutting down")
+        server.stop()
+        await self.build_manager.shutdown()
+        await self.executor.shutdown()
+        await server.close_all_connections()
+
+
+main = BinderHubService.launch_instance

@@ -1,0 +1,288 @@
+"""Builds and the manager that runs them.
+
+A :class:`Build` is a state machine with an append-only, numbered event log:
+every subscriber reads the log from any offset, so late joiners and
+reconnecting clients miss nothing, and a slow subscriber only ever slows
+itself. :class:`BuildManager` deduplicates builds by image name, queues them
+behind a global concurrency limit, applies the timeout, and forgets finished
+builds after a retention period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from traitlets import Float, Instance, Int
+from traitlets.config import LoggingConfigurable
+
+from .errors import BuildFailed
+from .events import KEEPALIVE_FRAME, BuildEvent, Phase, failed, ready, sse_frame
+from .executors.base import BuildExecutor, BuildRequest
+from .metrics import (
+    BUILD_COUNT,
+    BUILD_QUEUE_LENGTH,
+    BUILD_TIME,
+    BUILDS_IN_PROGRESS,
+    BuildStatus,
+)
+
+
+class BuildState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED)
+
+
+class Build:
+    """One build: its request, its state and its numbered event log.
+
+    Events are serialised once, when appended; event ``n`` (1-based) is the
+    SSE frame at index ``n - 1``.
+    """
+
+    def __init__(self, request: BuildRequest, requester: str | None = None) -> None:
+        self.request = request
+        self.requester = requester
+        self.state = BuildState.QUEUED
+        self.created = time.time()
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.failure_reason: str | None = None
+        self.frames: list[bytes] = []
+        self._appended = asyncio.get_running_loop().create_future()
+
+    @property
+    def id(self) -> str:
+        return self.request.build_id
+
+    @property
+    def image_name(self) -> str:
+        return self.request.image_name
+
+    @property
+    def done(self) -> bool:
+        return self.state.is_final
+
+    def append(self, event: BuildEvent) -> None:
+        """Add an event to the log and wake every subscriber. Never blocks."""
+        if self.frames and self.done:
+            raise RuntimeError(f"build {self.id} already ended")
+        self.frames.append(sse_frame(len(self.frames) + 1, event))
+        waiter, self._appended = self._appended, asyncio.get_running_loop().create_future()
+        waiter.set_result(None)
+
+    async def stream(self, offset: int = 0, keepalive: float = 25.0) -> AsyncIterator[bytes]:
+        """Yield the log's frames from ``offset`` (a count of events already seen).
+
+        Each chunk holds every frame available at that moment; a keepalive
+        comment is yielded after ``keepalive`` seconds without events. Ends
+        after the final event.
+        """
+        offset = max(0, offset)
+        while True:
+            end = len(self.frames)
+            if offset < end:
+                chunk = b"".join(self.frames[offset:end])
+                offset = end
+                yield chunk
+                continue
+            if self.done:
+                return
+            try:
+                async with asyncio.timeout(keepalive):
+                    await asyncio.shield(self._appended)
+            except TimeoutError:
+                yield KEEPALIVE_FRAME
+
+
+class BuildManager(LoggingConfigurable):
+    """Starts, deduplicates, queues, times out, cancels and remembers builds.
+
+    Handlers ask it for a build of an image; they never talk to an executor.
+    """
+
+    executor = Instance(BuildExecutor)
+
+    max_concurrent_builds = Int(
+        4,
+        help="""Builds that may run at once; further builds wait in a FIFO queue and their
+        streams report their position. Default 4.""",
+    ).tag(config=True)
+
+    build_timeout = Float(
+        3600.0,
+        help="Seconds a build may run before it is stopped and reported failed. Default 3600.",
+    ).tag(config=True)
+
+    finished_build_retention = Float(
+        600.0,
+        help="""Seconds a finished build's event log stays in memory, so that clients can
+        reconnect (``Last-Event-ID``) and replay it. Default 600.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._builds: dict[str, Build] = {}
+        self._queue: deque[Build] = deque()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = 0
+
+    def find(self, image_name: str) -> Build | None:
+        """The build in memory (running, queued or recently finished) for an image."""
+        return self._builds.get(image_name)
+
+    def get(self, build_id: str) -> Build | None:
+        for build in self._builds.values():
+            if build.id == build_id:
+                return build
+        return None
+
+    def request_build(
+        self,
+        *,
+        provider: str,
+        repo_url: str,
+        ref: str,
+        image_name: str,
+        push: bool,
+        requester: str | None = None,
+    ) -> Build:
+        """The build of ``image_name``: the one already queued or running, or a new one."""
+        existing = self._builds.get(image_name)
+        if existing is not None and not existing.done:
+            return existing
+        request = BuildRequest(
+            build_id=uuid.uuid4().hex,
+            provider=provider,
+            repo_url=repo_url,
+            ref=ref,
+            image_name=image_name,
+            push=push,
+        )
+        build = Build(request, requester=requester)
+        self._builds[image_name] = build
+        if self._running < self.max_concurrent_builds:
+            build.append(BuildEvent(Phase.WAITING, "Waiting for build to start..."))
+            self._start(build)
+        else:
+            self._queue.append(build)
+            BUILD_QUEUE_LENGTH.set(len(self._queue))
+            self._announce_position(build, len(self._queue))
+        return build
+
+    def _announce_position(self, build: Build, position: int) -> None:
+        build.append(
+            BuildEvent(
+                Phase.WAITING,
+                f"Waiting for a free build slot: position {position} in the queue.",
+                extra={"queue_position": position},
+            )
+        )
+
+    def _start(self, build: Build) -> None:
+        self._running += 1
+        BUILDS_IN_PROGRESS.set(self._running)
+        build.state = BuildState.RUNNING
+        build.started = time.time()
+        self._tasks[build.id] = asyncio.create_task(self._run(build), name=f"build-{build.id}")
+
+    async def _run(self, build: Build) -> None:
+        status = BuildStatus.FAILURE
+        try:
+            async with asyncio.timeout(self.build_timeout):
+                await self.executor.run(build.request, build.append)
+        except TimeoutError:
+            status = BuildStatus.TIMEOUT
+            self._finish(
+                build,
+                BuildState.FAILED,
+                f"The build took longer than {self.build_timeout:g} seconds and was stopped.",
+            )
+        except asyncio.CancelledError:
+            status = BuildStatus.CANCELLED
+            self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
+        except BuildFailed as e:
+            self._finish(build, BuildState.FAILED, e.message)
+        except Exception:
+            self.log.exception("Build %s failed with an unexpected error", build.id)
+            self._finish(
+                build,
+                BuildState.FAILED,
+                f"An internal error stopped the build; the service's log has details "
+                f"(build {build.id}).",
+            )
+        else:
+            status = BuildStatus.SUCCESS
+            build.append(BuildEvent(Phase.BUILT, "Built image.", image_name=build.image_name))
+            build.append(ready(build.image_name, "Done! Image built"))
+            build.state = BuildState.SUCCEEDED
+            build.finished = time.time()
+        finally:
+            self._tasks.pop(build.id, None)
+            self._running -= 1
+            BUILDS_IN_PROGRESS.set(self._running)
+            assert build.started is not None
+            BUILD_TIME.labels(status=status.value).observe(time.time() - build.started)
+            BUILD_COUNT.labels(status=status.value, provider=build.request.provider).inc()
+            self._forget_later(build)
+            self._start_next()
+
+    def _finish(self, build: Build, state: BuildState, reason: str) -> None:
+        build.failure_reason = reason
+        build.append(failed(f"Build failed: {reason}" if state is BuildState.FAILED else reason))
+        build.state = state
+        build.finished = time.time()
+        self.log.info("Build %s of %s ended: %s", build.id, build.image_name, reason)
+
+    def _start_next(self) -> None:
+        while self._queue and self._running < self.max_concurrent_builds:
+            self._start(self._queue.popleft())
+        BUILD_QUEUE_LENGTH.set(len(self._queue))
+        for position, waiting in enumerate(self._queue, start=1):
+            self._announce_position(waiting, position)
+
+    def _forget_later(self, build: Build) -> None:
+        def forget() -> None:
+            if self._builds.get(build.image_name) is build:
+                del self._builds[build.image_name]
+
+        asyncio.get_running_loop().call_later(self.finished_build_retention, forget)
+
+    def cancel(self, build: Build) -> bool:
+        """Cancel a queued or running build; False when it had already ended."""
+        if build.done:
+            return False
+        if build in self._queue:
+            self._queue.remove(build)
+            BUILD_QUEUE_LENGTH.set(len(self._queue))
+            self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
+            BUILD_COUNT.labels(
+                status=BuildStatus.CANCELLED.value, provider=build.request.provider
+            ).inc()
+            self._forget_later(build)
+            return True
+        task = self._tasks.get(build.id)
+        if task is not None:
+            task.cancel()
+        return True
+
+    async def shutdown(self) -> None:
+        """Cancel every build and wait until their executors have cleaned up."""
+        for build in list(self._queue):
+            self.cancel(build)
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,151 @@
+"""Run repo2docker as a subprocess on this machine's container engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from traitlets import Float, List, Unicode
+
+from ..errors import BuildFailed, UpstreamError
+from ..repo2docker import build_args, parse_log_line
+from .base import BuildExecutor, BuildRequest, EmitFunc
+
+# repo2docker relays build output line by line; a single line can still be long.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+class LocalDockerExecutor(BuildExecutor):
+    """Builds with repo2docker on the local container engine (the default executor).
+
+    Each build is a repo2docker process in its own process group with its own
+    temporary directory; cancelling the build kills the whole group and removes
+    the directory.
+    """
+
+    name = "local"
+
+    repo2docker_command = List(
+        Unicode(),
+        default_value=[sys.executable, "-m", "repo2docker"],
+        help="The command that runs repo2docker. Default: this Python's ``-m repo2docker``.",
+    ).tag(config=True)
+
+    docker_executable = Unicode(
+        "docker",
+        help="The docker CLI, used to check the engine's health and look up local images.",
+    ).tag(config=True)
+
+    kill_grace_period = Float(
+        5.0,
+        help="Seconds between SIGTERM and SIGKILL when a build is cancelled. Default 5.",
+    ).tag(config=True)
+
+    engine_timeout = Float(
+        10.0, help="Seconds to wait for the container engine's CLI to answer. Default 10."
+    ).tag(config=True)
+
+    def _environment(self, tmpdir: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.build_env)
+        env["TMPDIR"] = tmpdir
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
+        argv = [*self.repo2docker_command, *build_args(self.repo2docker_options(request))]
+        tmpdir = tempfile.mkdtemp(prefix="binderhub-build-")
+        self.log.info("Build %s: running repo2docker for %s", request.build_id, request.image_name)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._environment(tmpdir),
+                cwd=tmpdir,
+                start_new_session=True,
+                limit=MAX_LINE_BYTES,
+            )
+            try:
+                failure = await self._relay(proc, emit)
+                returncode = await proc.wait()
+            except BaseException:
+                await self._kill(proc)
+                raise
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        if returncode != 0:
+            self.log.warning("Build %s: repo2docker exited with %s", request.build_id, returncode)
+            raise BuildFailed(failure or f"repo2docker stopped with exit code {returncode}.")
+
+    async def _relay(self, proc: asyncio.subprocess.Process, emit: EmitFunc) -> str | None:
+        """Turn repo2docker's output into events; return its failure message, if any."""
+        assert proc.stdout is not None
+        failure = None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except ValueError:
+                # A line longer than the limit: pass on what was buffered.
+                raw = await proc.stdout.read(MAX_LINE_BYTES)
+            if not raw:
+                return failure
+            parsed = parse_log_line(raw.decode(errors="replace"))
+            if parsed.failure is not None:
+                failure = parsed.failure
+            if parsed.event is not None:
+                emit(parsed.event)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """Stop repo2docker and everything it started (its process group)."""
+        if proc.returncode is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.kill_grace_period), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                async with asyncio.timeout(wait):
+                    await proc.wait()
+                return
+            except TimeoutError:
+                continue
+
+    async def _docker(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.docker_executable,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(self.engine_timeout):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise UpstreamError("The container engine did not answer in time.") from None
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(errors="replace").strip()
+
+    async def has_image(self, image_name: str) -> bool:
+        code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", image_name)
+        return code == 0
+
+    async def health(self) -> dict[str, Any]:
+        code, out = await self._docker("version", "--format", "{{.Server.Version}}")
+        if code != 0:
+            self.log.warning("Container engine check failed: %s", out)
+            raise UpstreamError("The container engine is not answering.")
+        return {"engine_version": out}
+
+    def builder_version(self) -> str:
+        return importlib.metadata.version("jupyter-repo2docker")

@@ -1,0 +1,1 @@
+"""Thin Tornado handlers: validate, authorise, relay."""

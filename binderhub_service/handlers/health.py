@@ -1,0 +1,41 @@
+"""Operational endpoints: health, versions and metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ..health import HealthChecker
+from .base import BaseHandler
+
+
+class HealthHandler(BaseHandler):
+    """``GET health``: 200 when every backend answers, 503 otherwise."""
+
+    def initialize(self, *, checker: HealthChecker) -> None:
+        self.checker = checker
+
+    async def get(self) -> None:
+        status = await self.checker.status()
+        self.write_json(status, status=200 if status["ok"] else 503)
+
+    async def head(self) -> None:
+        status = await self.checker.status()
+        self.set_status(200 if status["ok"] else 503)
+
+
+class VersionsHandler(BaseHandler):
+    """``GET versions``: the builder's and this service's versions, as BinderHub reports."""
+
+    def initialize(self, *, versions: dict[str, str]) -> None:
+        self.versions = versions
+
+    def get(self) -> None:
+        self.write_json(self.versions)
+
+
+class MetricsHandler(BaseHandler):
+    """``GET metrics``: Prometheus exposition format."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(REGISTRY))

@@ -1,0 +1,37 @@
+"""The one writer of Server-Sent Event streams."""
+
+from __future__ import annotations
+
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ..events import BuildEvent, sse_frame
+from .base import BaseHandler
+
+
+class EventStreamHandler(BaseHandler):
+    """A handler whose response is an event stream.
+
+    :meth:`send` turns a closed connection into :class:`tornado.web.Finish`, so
+    a departed client ends only its own request.
+    """
+
+    def start_stream(self) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+
+    async def send(self, data: bytes) -> None:
+        try:
+            self.write(data)
+            await self.flush()
+        except StreamClosedError:
+            raise web.Finish() from None
+
+    async def send_event(self, event: BuildEvent, event_id: int = 1) -> None:
+        await self.send(sse_frame(event_id, event))
+
+    def last_event_id(self) -> int | None:
+        """The client's ``Last-Event-ID`` as a number, if it sent a valid one."""
+        value = self.request.headers.get("Last-Event-ID", "").strip()
+        return int(value) if value.isdigit() and len(value) < 12 else None

@@ -1,0 +1,48 @@
+"""Prometheus metrics.
+
+Naming: metrics BinderHub also has keep BinderHub's names (``binderhub_*``) so
+existing dashboards work; metrics of this service alone start with
+``binderhub_service_``. Label values come from enums or the provider prefix
+(a short, configured list), never from repositories, refs or users.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+class BuildStatus(enum.StrEnum):
+    """How a build ended, as a metric label."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+BUILD_TIME = Histogram(
+    "binderhub_build_time_seconds",
+    "Time taken by builds, from start to end, by how they ended",
+    ["status"],
+    buckets=[10, 30, 60, 120, 300, 600, 1200, 1800, 3600, float("inf")],
+)
+
+BUILD_COUNT = Counter(
+    "binderhub_build_count",
+    "Builds that ended, by how they ended and by provider",
+    ["status", "provider"],
+)
+
+BUILDS_IN_PROGRESS = Gauge("binderhub_inprogress_builds", "Builds running now")
+
+BUILD_QUEUE_LENGTH = Gauge(
+    "binderhub_service_build_queue_length", "Builds waiting for a free build slot"
+)
+
+IMAGE_FOUND_COUNT = Counter(
+    "binderhub_service_image_found",
+    "Requests answered with an image that was already built (no build ran), by provider",
+    ["provider"],
+)
