@@ -154,6 +154,8 @@ class GitRepoProvider(RepoProvider):
             "--",
             url,
             repo.ref,
+            # An annotated tag's commit is listed only when asked for by this name.
+            f"{repo.ref}^{{}}",
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
