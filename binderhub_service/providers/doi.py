@@ -16,6 +16,7 @@ from traitlets import Unicode
 
 from ..errors import InvalidSpec, RefNotFound
 from .base import RepoSpec
+from .cache import ResolutionCache
 from .http import REDIRECT_CODES, HTTPRepoProvider, host_of
 from .validation import check_text
 
@@ -53,6 +54,11 @@ class DOIRepoProvider(HTTPRepoProvider):
         Example: ``https://dx.doi.org/``.
         """,
     ).tag(config=True)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        #: Answers for DOIs that name one version, which never change.
+        self.cache = ResolutionCache()
 
     def parse(self, spec: str) -> RepoSpec:
         doi = check_doi(spec)

@@ -56,6 +56,9 @@ class FigshareRepoProvider(DOIRepoProvider):
 
     async def resolve_ref(self, repo: RepoSpec) -> str:
         doi = repo.repo_url
+        known = self.cache.get_immutable(doi.lower())
+        if known is not None:
+            return known
         landing = await self.resolve_doi(doi, self._is_article)
         match = ARTICLE_PATH.search(urllib.parse.urlsplit(landing).path)
         if not self._on_site(landing) or not match:
@@ -68,6 +71,7 @@ class FigshareRepoProvider(DOIRepoProvider):
             self._check_found(response.code, doi)
             if response.code != 200:
                 raise self.unexpected(response, f"Figshare article {article} v{version}")
+            self.cache.set_immutable(doi.lower(), f"{article}.v{version}")
             return f"{article}.v{version}"
         response = await self.fetch(join_url(self.api_url, f"articles/{article}/versions"))
         self._check_found(response.code, doi)

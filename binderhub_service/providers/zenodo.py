@@ -53,6 +53,9 @@ class ZenodoRepoProvider(DOIRepoProvider):
 
     async def resolve_ref(self, repo: RepoSpec) -> str:
         doi = repo.repo_url
+        known = self.cache.get_immutable(doi.lower())
+        if known is not None:
+            return known
         landing = await self.resolve_doi(doi, self._is_record)
         match = RECORD_PATH.search(urllib.parse.urlsplit(landing).path)
         if host_of(landing) != host_of(self.url) or not match:
@@ -65,4 +68,7 @@ class ZenodoRepoProvider(DOIRepoProvider):
         record_id = self.json_object(response).get("id")
         if not isinstance(record_id, int | str) or not str(record_id).isdigit():
             raise self.unexpected(response, f"Zenodo record for {doi}: no id")
+        if doi.lower().endswith(f".{record_id}"):
+            # The DOI of this very record (not a concept DOI): it never moves.
+            self.cache.set_immutable(doi.lower(), str(record_id))
         return str(record_id)

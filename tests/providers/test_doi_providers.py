@@ -228,3 +228,27 @@ async def test_data_providers_down_and_slow(upstream, closed_port_url):
     provider = HydroShareRepoProvider(url=upstream.url, resolve_timeout=0.2)
     with pytest.raises(UpstreamError, match=r"did not answer within 0\.2 seconds"):
         await provider.resolve_ref(provider.parse(RESOURCE))
+
+
+async def test_versioned_dois_are_resolved_once(upstream):
+    zenodo = ZenodoRepoProvider(doi_resolver_url=upstream.url + "/doi/", url=upstream.url)
+    upstream.routes["/doi/10.5281/zenodo.123"] = redirect("/records/123")
+    upstream.routes["/doi/10.5281/zenodo.100"] = redirect("/records/123")
+    upstream.routes["/api/records/123"] = (200, {}, {"id": 123})
+    for _ in range(2):
+        assert await zenodo.resolve_ref(zenodo.parse("10.5281/zenodo.123")) == "123"
+    assert len(upstream.requests) == 2
+    # A concept DOI may move to a new version: it is asked every time.
+    for _ in range(2):
+        assert await zenodo.resolve_ref(zenodo.parse("10.5281/zenodo.100")) == "123"
+    assert len(upstream.requests) == 6
+
+    figshare = FigshareRepoProvider(
+        doi_resolver_url=upstream.url + "/doi/", url=upstream.url, api_url=upstream.url + "/v2"
+    )
+    upstream.routes["/doi/10.6084/m9.figshare.5.v1"] = redirect("/articles/dataset/t/5/1")
+    upstream.routes["/v2/articles/5/versions/1"] = (200, {}, {"id": 5})
+    upstream.requests.clear()
+    for _ in range(2):
+        assert await figshare.resolve_ref(figshare.parse("10.6084/m9.figshare.5.v1")) == "5.v1"
+    assert len(upstream.requests) == 2
