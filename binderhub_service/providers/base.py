@@ -16,8 +16,10 @@ class RepoSpec:
     """A parsed and validated request for a repository at a ref.
 
     ``slug`` identifies the repository for image naming (stable across refs);
-    ``ref`` is the ref as asked for, not yet resolved. No field ever holds a
-    credential.
+    ``ref`` is the ref as asked for, not yet resolved, and empty for providers
+    whose specs name no ref (DOIs, HydroShare, CKAN). ``repo_url`` is what
+    repo2docker is given (a clone URL, a DOI or a dataset URL). No field ever
+    holds a credential.
     """
 
     provider: str

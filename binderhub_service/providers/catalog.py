@@ -62,10 +62,10 @@ class RepoProviderCatalog(LoggingConfigurable):
         help="""Provider class for each spec prefix, like BinderHub's ``repo_providers``.
 
         Default: ``gh``, ``gist``, ``git``, ``gl``, ``zenodo``, ``figshare``,
-        ``hydroshare``, ``dataverse`` and ``ckan``. Remove an entry to disable
-        that provider (``del c.RepoProviderCatalog.provider_classes["git"]`` after
-        copying the default, or assign a smaller dict), or map a prefix to your
-        own :class:`~binderhub_service.providers.RepoProvider` subclass.
+        ``hydroshare``, ``dataverse`` and ``ckan``. Assign a dict without an
+        entry to disable that provider, e.g. ``{"gh": GitHubRepoProvider}`` for
+        GitHub only, or map a prefix to your own
+        :class:`~binderhub_service.providers.RepoProvider` subclass.
         """,
     ).tag(config=True)
 
