@@ -21,10 +21,11 @@ from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .images import ImageLookup
 from .log import log_request
-from .providers.catalog import RepoProviderCatalog
+from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .registry import DockerRegistry
 
 
@@ -139,6 +140,7 @@ class BinderHubService(Application):
         HealthChecker,
         LocalDockerExecutor,
         RepoProviderCatalog,
+        *DEFAULT_PROVIDERS.values(),
     ]
 
     @default("log_level")
@@ -210,6 +212,7 @@ class BinderHubService(Application):
         }
         handlers: list[Any] = [
             web.url(base + r"build/([^/]+)/(.+)", BuildHandler, build_args, name="build"),
+            (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "health", HealthHandler, {"checker": self.health_checker}),
             (base + "versions", VersionsHandler, {"versions": versions}),
             (base + "metrics", MetricsHandler),
