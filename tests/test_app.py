@@ -1,0 +1,228 @@
+"""The service in-process with a fake executor: stream semantics, queueing, limits.
+
+No engine, registry or network: git specs use full commit shas, which resolve
+without asking any host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from traitlets.config import Config
+
+from binderhub_service.app import BinderHubService
+
+from .fakes import FakeExecutor
+from .sse import read_events
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+class RunningApp:
+    def __init__(self, app: BinderHubService, port: int) -> None:
+        self.app = app
+        self.url = f"http://127.0.0.1:{port}{app.base_url}"
+
+    @property
+    def executor(self) -> FakeExecutor:
+        assert isinstance(self.app.executor, FakeExecutor)
+        return self.app.executor
+
+    def build_url(self, repo: str, ref: str = SHA, query: str = "build_only=true") -> str:
+        spec = urllib.parse.quote(f"https://example.org/{repo}.git", safe="") + "/" + ref
+        return f"{self.url}build/git/{spec}?{query}"
+
+
+@pytest.fixture
+async def start_app() -> AsyncIterator[Callable[..., RunningApp]]:
+    servers: list[tuple[HTTPServer, BinderHubService]] = []
+
+    def start(**settings: Any) -> RunningApp:
+        config = Config()
+        config.BinderHubService.executor_class = FakeExecutor
+        config.BinderHubService.config_file = "/nonexistent/binderhub_service_config.py"
+        for key, value in settings.items():
+            cls, _, name = key.partition("__")
+            config[cls][name] = value
+        app = BinderHubService(config=config)
+        app.initialize([])
+        sock, port = bind_unused_port()
+        server = HTTPServer(app.tornado_app)
+        server.add_sockets([sock])
+        servers.append((server, app))
+        return RunningApp(app, port)
+
+    yield start
+    for server, app in servers:
+        server.stop()
+        await app.build_manager.shutdown()
+
+
+async def test_build_streams_every_event_then_ready(start_app):
+    service = start_app()
+    stream = await read_events(service.build_url("repo"))
+    assert stream.phases == [
+        "waiting",
+        "fetching",
+        "building",
+        "building",
+        "building",
+        None,
+        "built",
+        "ready",
+    ]
+    assert stream.ids == list(range(1, 9))
+    assert stream.events[-1]["message"] == "Done! Image built\n"
+    image = stream.events[-1]["imageName"]
+    assert image.startswith("binder-example-2eorg-2frepo-") and image.endswith(":" + SHA)
+
+    again = await read_events(service.build_url("repo"))
+    assert again.events == [
+        {"phase": "ready", "message": "Done! Found built image\n", "imageName": image}
+    ]
+    assert len(service.executor.runs) == 1
+
+
+async def test_concurrent_requests_share_one_run(start_app):
+    service = start_app(FakeExecutor__lines=20, FakeExecutor__pause=0.01)
+    streams = await asyncio.gather(*(read_events(service.build_url("same")) for _ in range(5)))
+    assert len(service.executor.runs) == 1
+    assert all(s.events == streams[0].events for s in streams)
+
+
+async def test_queue_reports_positions(start_app):
+    service = start_app(
+        BuildManager__max_concurrent_builds=1, FakeExecutor__lines=10, FakeExecutor__pause=0.02
+    )
+    first = asyncio.create_task(read_events(service.build_url("first")))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(read_events(service.build_url("second")))
+    third = asyncio.create_task(read_events(service.build_url("third")))
+    streams = await asyncio.gather(first, second, third)
+    assert [s.phases[-1] for s in streams] == ["ready"] * 3
+    assert streams[1].events[0]["queue_position"] == 1
+    assert streams[2].events[0]["queue_position"] == 2
+    # The third build moved up when the first ended.
+    positions = [e.get("queue_position") for e in streams[2].events if e.get("phase") == "waiting"]
+    assert positions == [2, 1]
+
+
+async def test_failed_build(start_app):
+    service = start_app()
+    stream = await read_events(service.build_url("will-fail"))
+    assert stream.phases[-1] == "failed"
+    assert stream.events[-1]["message"] == "Build failed: the Dockerfile failed\n"
+
+
+async def test_timeout_stops_the_build(start_app):
+    service = start_app(BuildManager__build_timeout=0.2)
+    stream = await read_events(service.build_url("hang"), timeout=10)
+    assert stream.phases[-1] == "failed"
+    assert "longer than 0.2 seconds" in stream.events[-1]["message"]
+    assert len(service.executor.cancelled) == 1
+
+
+async def test_cancel_ends_every_stream(start_app):
+    service = start_app()
+    task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
+    while not service.executor.runs:
+        await asyncio.sleep(0.01)
+    build = service.app.build_manager.get(service.executor.runs[0].build_id)
+    assert build is not None and service.app.build_manager.cancel(build)
+    stream = await task
+    assert stream.events[-1] == {"phase": "failed", "message": "The build was cancelled.\n"}
+    assert not service.app.build_manager.cancel(build)
+
+
+async def test_unexpected_errors_show_no_internals(start_app, monkeypatch):
+    service = start_app()
+
+    async def broken(request, emit):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(service.executor, "run", broken)
+    stream = await read_events(service.build_url("boom"))
+    message = stream.events[-1]["message"]
+    assert stream.phases[-1] == "failed"
+    assert "internal error" in message and "/srv" not in message
+
+
+async def test_a_departed_client_does_not_stop_the_build(start_app):
+    service = start_app(FakeExecutor__lines=30, FakeExecutor__pause=0.01)
+    partial = await read_events(service.build_url("keep-going"), stop_after=3)
+    assert len(partial.events) == 3
+    rest = await read_events(
+        service.build_url("keep-going"), headers={"Last-Event-ID": str(partial.ids[-1])}
+    )
+    assert rest.ids[0] == 4
+    assert rest.phases[-1] == "ready"
+    assert service.executor.cancelled == []
+    assert len(service.executor.runs) == 1
+
+
+async def test_keepalive_comments_on_a_quiet_stream(start_app):
+    service = start_app(
+        BinderHubService__keepalive_interval=0.02, FakeExecutor__lines=3, FakeExecutor__pause=0.1
+    )
+    stream = await read_events(service.build_url("quiet"))
+    assert "keepalive" in stream.comments
+    assert stream.phases[-1] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "words"),
+    [
+        ("", {}, 400, "build_only=true"),
+        ("build_only=false", {}, 400, "build_only=true"),
+        ("build_only=true", {"Accept": "application/json"}, 406, "text/event-stream"),
+        ("build_only=true", {"Accept": "text/event-stream;q=0"}, 406, "text/event-stream"),
+    ],
+)
+async def test_refusals_before_the_stream(start_app, query, headers, status, words):
+    service = start_app()
+    stream = await read_events(service.build_url("repo", query=query), headers=headers)
+    assert stream.status == 200
+    assert stream.phases == ["failed"]
+    assert stream.events[0]["status_code"] == status
+    assert words in stream.events[0]["message"]
+    assert service.executor.runs == []
+
+
+async def test_base_url_health_versions_metrics(start_app):
+    service = start_app(BinderHubService__base_url="services/binder")
+    assert service.url.endswith("/services/binder/")
+    client = AsyncHTTPClient()
+    versions = json.loads((await client.fetch(service.url + "versions")).body)
+    assert versions == {"builder": "repo2docker 0.0-fake", "binderhub-service": "0.1.0.dev0"}
+    health = json.loads((await client.fetch(service.url + "health")).body)
+    assert health == {"ok": True, "checks": [{"service": "executor", "ok": True, "fake": True}]}
+    await read_events(service.build_url("metered"))
+    metrics = (await client.fetch(service.url + "metrics")).body.decode()
+    assert 'binderhub_build_count_total{provider="git",status="success"}' in metrics
+    assert "binderhub_inprogress_builds" in metrics
+    assert "binderhub_service_build_queue_length" in metrics
+    assert "example.org" not in metrics
+
+
+async def test_health_is_503_when_a_backend_fails(start_app, monkeypatch):
+    service = start_app()
+
+    async def down() -> dict[str, Any]:
+        raise OSError("engine gone")
+
+    monkeypatch.setitem(service.app.health_checker.checks, "executor", down)
+    response = await AsyncHTTPClient().fetch(service.url + "health", raise_error=False)
+    assert response.code == 503
+    assert json.loads(response.body)["checks"][0] == {
+        "service": "executor",
+        "ok": False,
+        "message": "check failed",
+    }
