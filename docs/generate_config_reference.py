@@ -1,0 +1,44 @@
+"""Write docs/source/reference/configuration.md from the service's configurable traits.
+
+Run from the repository root: ``python docs/generate_config_reference.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from binderhub_service.app import BinderHubService
+
+TARGET = Path(__file__).parent / "source" / "reference" / "configuration.md"
+
+
+def render() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Every option, set in the config file as `c.<Class>.<option> = value`.",
+        "Generated from the code by `docs/generate_config_reference.py`.",
+        "",
+    ]
+    seen: set[type] = set()
+    for cls in [BinderHubService, *BinderHubService.classes]:
+        if cls in seen:
+            continue
+        seen.add(cls)
+        traits = cls.class_traits(config=True)
+        own = {
+            name: t for name, t in traits.items() if name in cls.__dict__ or cls is BinderHubService
+        }
+        if not own:
+            continue
+        lines += [f"## {cls.__name__}", ""]
+        for name, trait in sorted(own.items()):
+            default = trait.default_value_repr()
+            help_text = " ".join(inspect.cleandoc(trait.help or "").split())
+            lines += [f"`c.{cls.__name__}.{name}`", f": {help_text} (default: `{default}`)", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    TARGET.write_text(render())
