@@ -7,12 +7,15 @@ with :func:`build_args` and read its output with :func:`parse_log_line`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from .events import BuildEvent, Phase
 
 # repo2docker marks a fatal error with one of these phases.
 _FAILURE_PHASES = frozenset({"failed", "failure"})
+_FAILED_COMMAND = re.compile(r"Command '.*' returned non-zero exit status (-?\d+)", re.DOTALL)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,24 @@ class LogLine:
     failure: str | None = None
 
 
+def user_facing_failure(message: str) -> str:
+    """repo2docker's failure message, without the command lines and paths it may hold.
+
+    repo2docker reports a failed image build as ``Command '[...]' returned
+    non-zero exit status N``, which names the service's own files; the build
+    log already shows the step that failed.
+    """
+    message = message.strip()
+    command = _FAILED_COMMAND.search(message)
+    if command:
+        return (
+            f"The image build stopped with exit status {command.group(1)}; "
+            "the build log above shows the step that failed."
+        )
+    message = _ABSOLUTE_PATH.sub("<path>", message)
+    return message or "repo2docker reported a failure."
+
+
 def parse_log_line(line: str) -> LogLine:
     """Parse one line of ``repo2docker --json-logs`` output.
 
@@ -88,7 +109,7 @@ def parse_log_line(line: str) -> LogLine:
         message = "" if message is None else str(message)
     phase_name = data.get("phase")
     if phase_name in _FAILURE_PHASES:
-        return LogLine(None, failure=message.strip() or "repo2docker reported a failure")
+        return LogLine(None, failure=user_facing_failure(message))
     try:
         phase = Phase(phase_name) if phase_name is not None else None
     except ValueError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import os
 import shutil
@@ -45,6 +44,12 @@ class LocalDockerExecutor(BuildExecutor):
         help="The docker CLI, used to check the engine's health and look up local images.",
     ).tag(config=True)
 
+    work_dir = Unicode(
+        "",
+        help="""Directory for builds' temporary directories (each removed when its build
+        ends). Default: the system's temporary directory.""",
+    ).tag(config=True)
+
     kill_grace_period = Float(
         5.0,
         help="Seconds between SIGTERM and SIGKILL when a build is cancelled. Default 5.",
@@ -78,7 +83,7 @@ class LocalDockerExecutor(BuildExecutor):
         return path
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
-        tmpdir = tempfile.mkdtemp(prefix="binderhub-build-")
+        tmpdir = tempfile.mkdtemp(prefix="binderhub-build-", dir=self.work_dir or None)
         options = replace(
             self.repo2docker_options(request), config_file=self._write_config(request, tmpdir)
         )
@@ -126,18 +131,33 @@ class LocalDockerExecutor(BuildExecutor):
                 emit(parsed.event)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """Stop repo2docker and everything it started (its process group)."""
-        if proc.returncode is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, self.kill_grace_period), (signal.SIGKILL, None)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+        """Stop repo2docker and everything it started (its whole process group).
+
+        SIGTERM first, so repo2docker and the docker CLI can cancel the build in
+        the engine; SIGKILL for whatever is left after the grace period.
+        """
+        pgid = proc.pid
+        for sig, wait in ((signal.SIGTERM, self.kill_grace_period), (signal.SIGKILL, 10.0)):
             try:
-                async with asyncio.timeout(wait):
-                    await proc.wait()
-                return
-            except TimeoutError:
-                continue
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            if await self._group_ended(pgid, wait):
+                break
+        await proc.wait()
+
+    @staticmethod
+    async def _group_ended(pgid: int, timeout: float) -> bool:
+        """Wait until no process of the group is left; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def _docker(self, *args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(

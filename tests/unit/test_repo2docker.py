@@ -75,3 +75,22 @@ def test_repo2docker_cannot_declare_a_build_ready():
     parsed = parse_log_line('{"message": "x", "phase": "ready"}')
     assert parsed.event == BuildEvent(Phase.UNKNOWN, "x")
     assert parse_log_line('{"message": "x", "phase": "weird"}').event.phase is Phase.UNKNOWN
+
+
+def test_failure_messages_lose_command_lines_and_paths():
+    line = json.dumps(
+        {
+            "message": "Error during build: Command '['docker', 'buildx', 'build', "
+            "'/tmp/binderhub-build-x/repo2docker1']' returned non-zero exit status 1.",
+            "phase": "failed",
+        }
+    )
+    assert parse_log_line(line).failure == (
+        "The image build stopped with exit status 1; "
+        "the build log above shows the step that failed."
+    )
+    other = parse_log_line('{"message": "No such file: /srv/data/x.txt", "phase": "failure"}')
+    assert other.failure == "No such file: <path>"
+    assert parse_log_line('{"phase": "failed"}').failure == "repo2docker reported a failure."
+    url = parse_log_line('{"message": "cannot clone https://example.org/a/b", "phase": "failed"}')
+    assert url.failure == "cannot clone https://example.org/a/b"
