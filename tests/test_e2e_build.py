@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import json
 import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -72,6 +74,11 @@ async def test_fresh_build_streams_phases_pushes_and_runs(
         {"phase": "ready", "message": "Done! Found built image\n", "imageName": image}
     ]
     assert repo2docker_runs(service) == 1
+
+    with urllib.request.urlopen(service.url + "health") as response:
+        health = json.load(response)
+    assert health["ok"] is True
+    assert {c["service"] for c in health["checks"]} == {"executor", "registry"}
 
 
 async def test_failing_build_ends_with_failed(service_factory, registry, git_server, base_image):
