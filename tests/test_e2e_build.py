@@ -6,8 +6,8 @@ Repositories are served by a local git daemon and build FROM a local base image.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import json
+import subprocess
 import urllib.parse
 import urllib.request
 
