@@ -1,0 +1,1 @@
+"""Benchmarks of binderhub-service against real components on loopback."""
