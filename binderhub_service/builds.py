@@ -169,7 +169,9 @@ class BuildManager(LoggingConfigurable):
         reconnect (``Last-Event-ID``) and replay it. Default 600.""",
     ).tag(config=True)
 
-    observers: List[BuildObserver] = List(help="BuildObservers every new build reports to (e.g. the store's recorder).")
+    observers: List[BuildObserver] = List(
+        help="BuildObservers every new build reports to (e.g. the store's recorder)."
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -42,6 +42,14 @@ class BuildRecorder(LoggingConfigurable):
         ``flush_interval``. Default 500.""",
     ).tag(config=True)
 
+    log_retention_days = Float(
+        help="Days a finished build's log is kept (its record stays); 0 keeps logs forever."
+    )
+
+    purge_interval = Float(
+        3600.0, help="Seconds between deletions of expired logs. Default 3600."
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._new: dict[str, Build] = {}
@@ -51,6 +59,32 @@ class BuildRecorder(LoggingConfigurable):
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start deleting expired logs now and every ``purge_interval`` seconds."""
+        if self.log_retention_days > 0:
+            self._purger = asyncio.create_task(self._purge_periodically(), name="log-purge")
+
+    async def _purge_periodically(self) -> None:
+        while True:
+            try:
+                await self.purge_expired_logs()
+            except Exception:
+                self.log.exception("Could not delete expired build logs")
+            await asyncio.sleep(self.purge_interval)
+
+    async def purge_expired_logs(self) -> int:
+        """Delete logs of builds that finished more than ``log_retention_days`` ago."""
+        cutoff = time.time() - self.log_retention_days * 86400
+        deleted = await self.store.purge_logs(finished_before=cutoff)
+        if deleted:
+            self.log.info(
+                "Deleted %d log events of builds older than %g days",
+                deleted,
+                self.log_retention_days,
+            )
+        return deleted
 
     def build_created(self, build: Build) -> None:
         self._new[build.id] = build
@@ -174,6 +208,9 @@ class BuildRecorder(LoggingConfigurable):
 
     async def close(self) -> None:
         """Write what is left; call after the last build has ended."""
+        if self._purger is not None:
+            self._purger.cancel()
+            await asyncio.gather(self._purger, return_exceptions=True)
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
