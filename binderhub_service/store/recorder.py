@@ -50,6 +50,10 @@ class BuildRecorder(LoggingConfigurable):
         3600.0, help="Seconds between deletions of expired logs. Default 3600."
     ).tag(config=True)
 
+    close_timeout = Float(
+        30.0, help="Seconds to keep trying to write buffered changes when stopping. Default 30."
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._new: dict[str, Build] = {}
@@ -118,16 +122,17 @@ class BuildRecorder(LoggingConfigurable):
                     await self._full.wait()
             except TimeoutError:
                 pass
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(self.flush_interval)
 
-    async def flush(self) -> None:
-        """Write everything buffered now, in one transaction."""
+    async def flush(self) -> bool:
+        """Write everything buffered now, in one transaction; False if that failed."""
         async with self._lock:
             new, dirty, events = self._new, self._dirty, self._events
             self._new, self._dirty, self._events = {}, {}, []
             self._full.clear()
             if not (new or dirty or events):
-                return
+                return True
             try:
                 await self.store.write(
                     [self._row(b) for b in new.values()],
@@ -139,10 +144,11 @@ class BuildRecorder(LoggingConfigurable):
                 self._new = {**new, **self._new}
                 self._dirty = {**dirty, **self._dirty}
                 self._events = events + self._events
-                return
+                return False
         for build in (*new.values(), *dirty.values()):
             if build.done:
                 self._phase_times.pop(build.id, None)
+        return True
 
     def _row(self, build: Build) -> dict[str, Any]:
         request = build.request
@@ -211,7 +217,11 @@ class BuildRecorder(LoggingConfigurable):
         if self._purger is not None:
             self._purger.cancel()
             await asyncio.gather(self._purger, return_exceptions=True)
+        self._full.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await self.flush()
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await asyncio.gather(self._flusher, return_exceptions=True)
+            except TimeoutError:
+                self._flusher.cancel()
+                self.log.error("Could not record every build change before stopping")
