@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import urllib.parse
@@ -21,10 +22,11 @@ from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .images import ImageLookup
 from .log import log_request
-from .providers.catalog import RepoProviderCatalog
+from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .registry import DockerRegistry
 from .store import BuildRecorder, Store
 from .store.reconcile import reconcile
@@ -169,7 +171,12 @@ class BinderHubService(Application):
         HealthChecker,
         LocalDockerExecutor,
         RepoProviderCatalog,
+        *DEFAULT_PROVIDERS.values(),
     ]
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
 
     def _service_url(self) -> urllib.parse.SplitResult:
         return urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
@@ -180,6 +187,7 @@ class BinderHubService(Application):
         if self.generate_config:
             return
         self.load_config_file(self.config_file)
+        self.init_logging()
         self.init_registry()
         self.init_executor()
         self.init_providers()
@@ -187,6 +195,15 @@ class BinderHubService(Application):
         self.init_builds()
         self.init_health()
         self.init_tornado_app()
+
+    def init_logging(self) -> None:
+        """Send Tornado's access and error logs through this application's handlers."""
+        self.log.propagate = False
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.propagate = True
+            logger.parent = self.log
+            logger.setLevel(self.log.level)
 
     def init_registry(self) -> None:
         self.registry = DockerRegistry(parent=self)
@@ -251,6 +268,7 @@ class BinderHubService(Application):
         handlers: list[Any] = [
             *api_handlers(api),
             web.url(base + r"build/([^/]+)/(.+)", BuildHandler, build_args, name="build"),
+            (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "health", HealthHandler, {"checker": self.health_checker}),
             (base + "versions", VersionsHandler, {"versions": versions}),
             (base + "metrics", MetricsHandler),

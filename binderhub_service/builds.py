@@ -200,6 +200,8 @@ class BuildManager(LoggingConfigurable):
         push: bool,
         requester: str | None = None,
         spec: str = "",
+        content_providers: tuple[str, ...] = (),
+        git_credential: str | None = None,
     ) -> Build:
         """The build of ``image_name``: the one already queued or running, or a new one."""
         existing = self._builds.get(image_name)
@@ -212,6 +214,8 @@ class BuildManager(LoggingConfigurable):
             ref=ref,
             image_name=image_name,
             push=push,
+            content_providers=content_providers,
+            git_credential=git_credential,
         )
         build = Build(request, requester=requester, spec=spec, observers=self.observers)
         self._builds[image_name] = build

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from traitlets import Dict, Int, List, Unicode
@@ -17,7 +17,11 @@ EmitFunc = Callable[[BuildEvent], None]
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """What an executor needs to run one build; every field is already validated."""
+    """What an executor needs to run one build; every field is already validated.
+
+    ``content_providers`` are dotted paths of the repo2docker content providers
+    the build may use (empty: repo2docker's defaults).
+    """
 
     build_id: str
     provider: str
@@ -25,6 +29,9 @@ class BuildRequest:
     ref: str
     image_name: str
     push: bool
+    content_providers: tuple[str, ...] = ()
+    # The value of repo2docker's GIT_CREDENTIAL_ENV for private repositories.
+    git_credential: str | None = field(default=None, repr=False)
 
 
 class BuildExecutor(LoggingConfigurable):

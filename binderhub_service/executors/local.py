@@ -10,11 +10,13 @@ import shutil
 import signal
 import sys
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 from traitlets import Float, List, Unicode
 
 from ..errors import BuildFailed, UpstreamError
+from ..providers.credentials import git_credential_env
 from ..repo2docker import build_args, parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 
@@ -52,16 +54,35 @@ class LocalDockerExecutor(BuildExecutor):
         10.0, help="Seconds to wait for the container engine's CLI to answer. Default 10."
     ).tag(config=True)
 
-    def _environment(self, tmpdir: str) -> dict[str, str]:
+    def _environment(self, request: BuildRequest, tmpdir: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.build_env)
         env["TMPDIR"] = tmpdir
         env["PYTHONUNBUFFERED"] = "1"
+        if request.git_credential:
+            env.update(git_credential_env(request.git_credential, request.repo_url))
         return env
 
+    def _write_config(self, request: BuildRequest, tmpdir: str) -> str | None:
+        """A per-build repo2docker config: the operator's, then the allowed content providers."""
+        if not request.content_providers:
+            return self.repo2docker_config_file or None
+        lines = ["from traitlets.utils.importstring import import_item"]
+        if self.repo2docker_config_file:
+            lines.append(f"load_subconfig({self.repo2docker_config_file!r})")
+        providers = list(request.content_providers)
+        lines.append(f"c.Repo2Docker.content_providers = [import_item(p) for p in {providers!r}]")
+        path = os.path.join(tmpdir, "repo2docker_config.py")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
-        argv = [*self.repo2docker_command, *build_args(self.repo2docker_options(request))]
         tmpdir = tempfile.mkdtemp(prefix="binderhub-build-")
+        options = replace(
+            self.repo2docker_options(request), config_file=self._write_config(request, tmpdir)
+        )
+        argv = [*self.repo2docker_command, *build_args(options)]
         self.log.info("Build %s: running repo2docker for %s", request.build_id, request.image_name)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -69,7 +90,7 @@ class LocalDockerExecutor(BuildExecutor):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env=self._environment(tmpdir),
+                env=self._environment(request, tmpdir),
                 cwd=tmpdir,
                 start_new_session=True,
                 limit=MAX_LINE_BYTES,

@@ -145,6 +145,8 @@ class BuildsHandler(ApiHandler):
             push=self.ctx.push,
             requester=user,
             spec=spec,
+            content_providers=tuple(provider.repo2docker_content_providers()),
+            git_credential=provider.git_credentials(repo),
         )
         await recorder.flush()
         self.write_json(build_json(await self._record(build.id)), status=202)
