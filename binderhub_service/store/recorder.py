@@ -133,21 +133,20 @@ class BuildRecorder(LoggingConfigurable):
             self._full.clear()
             if not (new or dirty or events):
                 return True
+            new_rows = [self._row(b) for b in new.values()]
+            updates = [self._row(b) for key, b in dirty.items() if key not in new]
+            # Builds whose final state these rows hold need no phase times any more.
+            ended = [row["id"] for row in (*new_rows, *updates) if row["finished"] is not None]
             try:
-                await self.store.write(
-                    [self._row(b) for b in new.values()],
-                    events,
-                    [self._row(b) for key, b in dirty.items() if key not in new],
-                )
+                await self.store.write(new_rows, events, updates)
             except Exception:
                 self.log.exception("Could not record %d builds' changes; retrying", len(dirty))
                 self._new = {**new, **self._new}
                 self._dirty = {**dirty, **self._dirty}
                 self._events = events + self._events
                 return False
-        for build in (*new.values(), *dirty.values()):
-            if build.done:
-                self._phase_times.pop(build.id, None)
+        for build_id in ended:
+            self._phase_times.pop(build_id, None)
         return True
 
     def _row(self, build: Build) -> dict[str, Any]:
