@@ -6,9 +6,11 @@ when it cannot be reached the PostgreSQL variants fail, they never skip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,3 +154,43 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     server.stop()
     await service.build_manager.shutdown()
     await service.stop_store()
+
+
+@pytest.fixture
+def threaded_api_url(tmp_path: Path) -> Iterator[str]:
+    """The API of an in-process service on its own thread and loop (for sync clients).
+
+    Only the ``git`` provider, for ``file:`` URLs: nothing leaves this machine.
+    """
+    ready = threading.Event()
+    stopping: list[Callable[[], None]] = []
+    url: list[str] = []
+
+    async def serve() -> None:
+        service = make_service(
+            f"sqlite+aiosqlite:///{tmp_path / 'threaded.sqlite'}",
+            tmp_path,
+            "from binderhub_service.providers.git import GitRepoProvider",
+            "c.RepoProviderCatalog.provider_classes = {'git': GitRepoProvider}",
+            "c.GitRepoProvider.allowed_schemes = ['file']",
+        )
+        await service.start_store()
+        sock, port = bind_unused_port()
+        server = HTTPServer(api_app(service))
+        server.add_sockets([sock])
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stopping.append(lambda: loop.call_soon_threadsafe(stop.set))
+        url.append(f"http://127.0.0.1:{port}/api/v1/")
+        ready.set()
+        await stop.wait()
+        server.stop()
+        await service.build_manager.shutdown()
+        await service.stop_store()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30), "the threaded service did not start"
+    yield url[0]
+    stopping[0]()
+    thread.join(30)
