@@ -19,6 +19,7 @@ from . import __version__
 from .builds import BuildManager
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
+from .handlers.api import ApiContext, api_handlers
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
 from .handlers.repoproviders import RepoProvidersHandler
@@ -27,6 +28,8 @@ from .images import ImageLookup
 from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .registry import DockerRegistry
+from .store import BuildRecorder, Store
+from .store.reconcile import reconcile
 
 
 class BinderHubService(Application):
@@ -130,12 +133,40 @@ class BinderHubService(Application):
         help="Seconds between keepalive comments on a quiet event stream. Default 25.",
     ).tag(config=True)
 
+    data_dir = Unicode(
+        help="""Directory for the service's own files, such as the default SQLite database.
+        Created at start. Default: ``$BINDERHUB_SERVICE_DATA_DIR``, else
+        ``./binderhub-service-data``.""",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.environ.get("BINDERHUB_SERVICE_DATA_DIR", "binderhub-service-data")
+
+    db_url = Unicode(
+        help="""Database of build records, build logs and saved images: an async SQLAlchemy
+        URL, e.g. ``postgresql+asyncpg://binder:secret@db.example.org/binder``. Default:
+        SQLite, ``sqlite+aiosqlite:///<data_dir>/binderhub-service.sqlite``.""",
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        path = os.path.abspath(os.path.join(self.data_dir, "binderhub-service.sqlite"))
+        return f"sqlite+aiosqlite:///{path}"
+
+    log_retention_days = Float(
+        30.0,
+        help="""Days a finished build's log is kept in the database (the build's record
+        stays). 0 keeps logs forever. Default 30.""",
+    ).tag(config=True)
+
     tornado_settings = Dict(
         help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
     ).tag(config=True)
 
     classes = [
         BuildManager,
+        BuildRecorder,
         DockerRegistry,
         HealthChecker,
         LocalDockerExecutor,
@@ -160,6 +191,7 @@ class BinderHubService(Application):
         self.init_registry()
         self.init_executor()
         self.init_providers()
+        self.init_store()
         self.init_builds()
         self.init_health()
         self.init_tornado_app()
@@ -182,8 +214,20 @@ class BinderHubService(Application):
     def init_providers(self) -> None:
         self.catalog = RepoProviderCatalog(parent=self)
 
+    def init_store(self) -> None:
+        self.store = Store(self.db_url)
+        self.recorder = BuildRecorder(
+            parent=self,
+            store=self.store,
+            executor_name=self.executor.name,
+            builder_version=self.executor.builder_version(),
+            log_retention_days=self.log_retention_days,
+        )
+
     def init_builds(self) -> None:
-        self.build_manager = BuildManager(parent=self, executor=self.executor)
+        self.build_manager = BuildManager(
+            parent=self, executor=self.executor, observers=[self.recorder]
+        )
 
     def init_health(self) -> None:
         checks = {"executor": self.executor.health}
@@ -210,7 +254,19 @@ class BinderHubService(Application):
             "keepalive_interval": self.keepalive_interval,
             "base_url": base,
         }
+        api = ApiContext(
+            manager=self.build_manager,
+            catalog=self.catalog,
+            images=self.image_lookup,
+            store=self.store,
+            recorder=self.recorder,
+            image_prefix=self.image_prefix,
+            push=self.use_registry,
+            keepalive_interval=self.keepalive_interval,
+            base_url=base,
+        )
         handlers: list[Any] = [
+            *api_handlers(api),
             web.url(base + r"build/([^/]+)/(.+)", BuildHandler, build_args, name="build"),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "health", HealthHandler, {"checker": self.health_checker}),
@@ -234,8 +290,21 @@ class BinderHubService(Application):
             f.write(self.generate_config_file())
         self.log.info("Wrote %s", self.config_file)
 
+    async def start_store(self) -> None:
+        """Open the database (migrating it), settle builds left unfinished, start recording."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        await self.store.open()
+        self.log.info("Build records in %s", self.store.safe_url)
+        await reconcile(self.store, self.executor, self.log)
+        self.recorder.start()
+
+    async def stop_store(self) -> None:
+        await self.recorder.close()
+        await self.store.close()
+
     async def serve(self) -> None:
         """Listen until SIGTERM or SIGINT, then stop builds and close."""
+        await self.start_store()
         server = HTTPServer(self.tornado_app, xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info(
@@ -255,6 +324,7 @@ class BinderHubService(Application):
         self.log.info("Shutting down")
         server.stop()
         await self.build_manager.shutdown()
+        await self.stop_store()
         await self.executor.shutdown()
         await server.close_all_connections()
 

@@ -15,10 +15,10 @@ import enum
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
-from traitlets import Float, Instance, Int
+from traitlets import Float, Instance, Int, List
 from traitlets.config import LoggingConfigurable
 
 from .errors import BuildFailed
@@ -45,23 +45,57 @@ class BuildState(enum.StrEnum):
         return self in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED)
 
 
+class BuildObserver(Protocol):
+    """Told about every build's life as it happens (e.g. to record it).
+
+    Called synchronously from the event loop: an observer must not block.
+    """
+
+    def build_created(self, build: Build) -> None: ...
+
+    def event_appended(self, build: Build, number: int, event: BuildEvent) -> None: ...
+
+    def state_changed(self, build: Build) -> None: ...
+
+
 class Build:
     """One build: its request, its state and its numbered event log.
 
     Events are serialised once, when appended; event ``n`` (1-based) is the
-    SSE frame at index ``n - 1``.
+    SSE frame at index ``n - 1``. Observers hear of its creation, of every
+    event and of every change of state.
     """
 
-    def __init__(self, request: BuildRequest, requester: str | None = None) -> None:
+    def __init__(
+        self,
+        request: BuildRequest,
+        requester: str | None = None,
+        spec: str = "",
+        observers: Sequence[BuildObserver] = (),
+    ) -> None:
         self.request = request
         self.requester = requester
-        self.state = BuildState.QUEUED
+        self.spec = spec
+        self.observers = tuple(observers)
+        self._state = BuildState.QUEUED
         self.created = time.time()
         self.started: float | None = None
         self.finished: float | None = None
         self.failure_reason: str | None = None
         self.frames: list[bytes] = []
         self._appended = asyncio.get_running_loop().create_future()
+        for observer in self.observers:
+            observer.build_created(self)
+
+    @property
+    def state(self) -> BuildState:
+        return self._state
+
+    @state.setter
+    def state(self, state: BuildState) -> None:
+        self._state = state
+        for observer in self.observers:
+            observer.state_changed(self)
 
     @property
     def id(self) -> str:
@@ -79,7 +113,10 @@ class Build:
         """Add an event to the log and wake every subscriber. Never blocks."""
         if self.frames and self.done:
             raise RuntimeError(f"build {self.id} already ended")
-        self.frames.append(sse_frame(len(self.frames) + 1, event))
+        number = len(self.frames) + 1
+        self.frames.append(sse_frame(number, event))
+        for observer in self.observers:
+            observer.event_appended(self, number, event)
         waiter, self._appended = self._appended, asyncio.get_running_loop().create_future()
         waiter.set_result(None)
 
@@ -132,6 +169,10 @@ class BuildManager(LoggingConfigurable):
         reconnect (``Last-Event-ID``) and replay it. Default 600.""",
     ).tag(config=True)
 
+    observers: List[BuildObserver] = List(
+        help="BuildObservers every new build reports to (e.g. the store's recorder)."
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._builds: dict[str, Build] = {}
@@ -158,6 +199,7 @@ class BuildManager(LoggingConfigurable):
         image_name: str,
         push: bool,
         requester: str | None = None,
+        spec: str = "",
         content_providers: tuple[str, ...] = (),
         git_credential: str | None = None,
     ) -> Build:
@@ -175,7 +217,7 @@ class BuildManager(LoggingConfigurable):
             content_providers=content_providers,
             git_credential=git_credential,
         )
-        build = Build(request, requester=requester)
+        build = Build(request, requester=requester, spec=spec, observers=self.observers)
         self._builds[image_name] = build
         if self._running < self.max_concurrent_builds:
             build.append(BuildEvent(Phase.WAITING, "Waiting for build to start..."))

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from tornado import web
 
 from ..errors import ServiceError
+from ..store.records import ANONYMOUS
+
+
+class Identity(NamedTuple):
+    """Who is asking: a user name (``anonymous`` when authentication is off) and admin rights."""
+
+    name: str
+    is_admin: bool
 
 
 class BaseHandler(web.RequestHandler):
-    """JSON errors for API routes; :class:`ServiceError` maps to its status."""
+    """JSON errors for API routes; :class:`ServiceError` maps to its status.
+
+    :meth:`current_identity` is the one place that says who is asking.
+    """
+
+    def current_user_name(self) -> str | None:
+        """The authenticated user's name; None when authentication is off."""
+        return None
+
+    def current_user_is_admin(self) -> bool:
+        """Whether the authenticated user may see and manage everyone's records."""
+        return False
+
+    def current_identity(self) -> Identity:
+        name = self.current_user_name()
+        return Identity(name or ANONYMOUS, name is not None and self.current_user_is_admin())
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")

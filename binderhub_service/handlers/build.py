@@ -88,6 +88,8 @@ class BuildHandler(EventStreamHandler):
             ref=resolved_ref,
             image_name=name,
             push=self.push,
+            requester=self.current_identity().name,
+            spec=raw_spec,
             content_providers=tuple(provider.repo2docker_content_providers()),
             git_credential=provider.git_credentials(repo),
         )

@@ -1,0 +1,300 @@
+"""REST API v1: build records, their logs, cancellation and saved images.
+
+Every response is JSON (event logs are event streams); errors are
+``{"status": N, "message": ...}``. Users see the builds they started or
+joined and their own saved images; admins see everything; anything else
+is answered 404, as if it did not exist. The document at
+``api/v1/openapi.json`` describes every route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from tornado import web
+
+from ..builds import BuildManager
+from ..errors import ServiceError, UnknownProvider
+from ..images import ImageLookup
+from ..naming import image_name
+from ..providers.catalog import RepoProviderCatalog
+from ..store import BuildFilter, BuildRecorder, Store
+from ..store.models import BuildRecord
+from ..store.records import build_json, image_json
+from . import api_input
+from .base import BaseHandler
+from .openapi import openapi_document
+from .sse import EventStreamHandler
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What the API handlers work with."""
+
+    manager: BuildManager
+    catalog: RepoProviderCatalog
+    images: ImageLookup
+    store: Store
+    recorder: BuildRecorder
+    image_prefix: str
+    push: bool
+    keepalive_interval: float
+    base_url: str
+    cancel_timeout: float = 60.0
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class ApiHandler(BaseHandler):
+    """Shared parts of API handlers: context, identity, record lookup."""
+
+    def initialize(self, *, context: ApiContext) -> None:
+        self.ctx = context
+
+    @property
+    def visible_to(self) -> str | None:
+        """The user whose records this request may see; None for an admin."""
+        identity = self.current_identity()
+        return None if identity.is_admin else identity.name
+
+    async def visible_build(self, build_id: str) -> BuildRecord:
+        await self.ctx.recorder.flush()
+        record = await self.ctx.store.get_build(build_id, self.visible_to)
+        if record is None:
+            raise NotFound(f"No build {build_id[:64]!r}.")
+        return record
+
+    def image_owner(self) -> str:
+        """Whose image a request names: the caller's, or for an admin ``?owner=``."""
+        identity = self.current_identity()
+        owner = self.get_query_argument("owner", None)
+        return owner if owner and identity.is_admin else identity.name
+
+
+class BuildsHandler(ApiHandler):
+    """``GET builds`` lists records; ``POST builds`` asks for an image."""
+
+    async def get(self) -> None:
+        where = BuildFilter(
+            visible_to=self.visible_to,
+            states=api_input.states(self.get_query_arguments("state")),
+            requester=self.get_query_argument("user", None),
+            repo_url=self.get_query_argument("repository", None),
+            since=api_input.since(self.get_query_argument("since", None)),
+        )
+        limit = api_input.limit(self.get_query_argument("limit", None))
+        before = api_input.cursor(self.get_query_argument("cursor", None))
+        await self.ctx.recorder.flush()
+        records = await self.ctx.store.list_builds(where, before=before, limit=limit)
+        more = len(records) == limit
+        self.write_json(
+            {
+                "builds": [build_json(r) for r in records],
+                "next": str(records[-1].seq) if more else None,
+            }
+        )
+
+    async def post(self) -> None:
+        prefix, spec = api_input.build_request(api_input.json_object(self.request.body))
+        try:
+            provider, repo = self.ctx.catalog.parse(prefix, spec)
+        except UnknownProvider as e:
+            raise api_input.InvalidInput(e.message) from None
+        resolved_ref = await provider.resolve_ref(repo)
+        name = image_name(self.ctx.image_prefix, repo.slug, resolved_ref)
+        user = self.current_identity().name
+        store, recorder = self.ctx.store, self.ctx.recorder
+
+        build = self.ctx.manager.find(name)
+        if build is not None and not build.done:
+            await recorder.flush()
+            await store.add_requester(build.id, user)
+            self.write_json(build_json(await self._record(build.id)), status=202)
+            return
+        if await self.ctx.images.has_image(name):
+            record = await store.latest_build(name, "succeeded", self.visible_to)
+            if record is None:
+                build_id = uuid.uuid4().hex
+                await recorder.record_found_image(
+                    build_id=build_id,
+                    requester=user,
+                    provider=prefix,
+                    spec=spec,
+                    repo_url=repo.repo_url,
+                    ref=resolved_ref,
+                    image_name=name,
+                )
+                record = await self._record(build_id)
+            self.write_json(build_json(record), status=200)
+            return
+        build = self.ctx.manager.request_build(
+            provider=prefix,
+            repo_url=repo.repo_url,
+            ref=resolved_ref,
+            image_name=name,
+            push=self.ctx.push,
+            requester=user,
+            spec=spec,
+            content_providers=tuple(provider.repo2docker_content_providers()),
+            git_credential=provider.git_credentials(repo),
+        )
+        await recorder.flush()
+        self.write_json(build_json(await self._record(build.id)), status=202)
+
+    async def _record(self, build_id: str) -> BuildRecord:
+        record = await self.ctx.store.get_build(build_id)
+        assert record is not None
+        return record
+
+
+class BuildHandler(ApiHandler):
+    """``GET builds/{id}`` shows a record; ``DELETE`` cancels the build, like ``POST cancel``."""
+
+    async def get(self, build_id: str) -> None:
+        self.write_json(build_json(await self.visible_build(build_id)))
+
+    async def delete(self, build_id: str) -> None:
+        await cancel(self, build_id)
+
+
+class BuildCancelHandler(ApiHandler):
+    """``POST builds/{id}/cancel``: stop a queued or running build."""
+
+    async def post(self, build_id: str) -> None:
+        await cancel(self, build_id)
+
+
+async def cancel(handler: ApiHandler, build_id: str) -> None:
+    """Cancel a build the caller started (or any, for an admin); answer its final record."""
+    record = await handler.visible_build(build_id)
+    identity = handler.current_identity()
+    if not identity.is_admin and record.requester != identity.name:
+        raise ServiceError("Only the user who started a build can cancel it.", 403)
+    build = handler.ctx.manager.get(build_id)
+    if build is None or build.done:
+        raise Conflict(f"Build {build_id} has already ended ({record.state}).")
+    handler.ctx.manager.cancel(build)
+    async with asyncio.timeout(handler.ctx.cancel_timeout):
+        async for _ in build.stream(len(build.frames), keepalive=handler.ctx.cancel_timeout):
+            pass
+    handler.write_json(build_json(await handler.visible_build(build_id)))
+
+
+class BuildEventsHandler(ApiHandler, EventStreamHandler):
+    """``GET builds/{id}/events``: the build's log as an event stream from ``Last-Event-ID``.
+
+    A build still in memory streams live until it ends; otherwise the stored
+    log is replayed and the stream closes.
+    """
+
+    async def get(self, build_id: str) -> None:
+        await self.visible_build(build_id)
+        offset = self.last_event_id() or 0
+        self.start_stream()
+        build = self.ctx.manager.get(build_id)
+        if build is not None:
+            async for chunk in build.stream(offset, keepalive=self.ctx.keepalive_interval):
+                await self.send(chunk)
+            return
+        batch: list[bytes] = []
+        async for number, data in self.ctx.store.events(build_id, after=offset):
+            batch.append(f"id: {number}\ndata: {data}\n\n".encode())
+            if len(batch) >= 500:
+                await self.send(b"".join(batch))
+                batch = []
+        if batch:
+            await self.send(b"".join(batch))
+
+
+class ImagesHandler(ApiHandler):
+    """``GET images`` lists saved images; ``POST images`` saves one under a name."""
+
+    async def get(self) -> None:
+        images = await self.ctx.store.list_images(self.visible_to)
+        self.write_json({"images": [image_json(i) for i in images]})
+
+    async def post(self) -> None:
+        request = api_input.image_request(api_input.json_object(self.request.body))
+        owner = self.current_identity().name
+        image = request.image
+        if request.build_id is not None:
+            await self.ctx.recorder.flush()
+            record = await self.ctx.store.get_build(request.build_id, self.visible_to)
+            if record is None or record.state != "succeeded":
+                raise api_input.InvalidInput(
+                    f"'build_id' must name a succeeded build of yours: {request.build_id[:64]!r}."
+                )
+            if image is not None and image != record.image_name:
+                raise api_input.InvalidInput("'image' is not the image of build 'build_id'.")
+            image = record.image_name
+        assert image is not None
+        if await self.ctx.store.get_image(owner, request.name) is not None:
+            raise Conflict(f"You already have an image named {request.name!r}.")
+        saved = await self.ctx.store.save_image(
+            {
+                "owner": owner,
+                "name": request.name,
+                "description": request.description,
+                "image": image,
+                "build_id": request.build_id,
+                "created": time.time(),
+            }
+        )
+        self.set_header("Location", f"{self.ctx.base_url}api/v1/images/{request.name}")
+        self.write_json(image_json(saved), status=201)
+
+
+class ImageHandler(ApiHandler):
+    """``GET`` or ``DELETE images/{name}``: one saved image (admins pick ``?owner=``)."""
+
+    async def get(self, name: str) -> None:
+        image = await self.ctx.store.get_image(self.image_owner(), name)
+        if image is None:
+            raise NotFound(f"No saved image named {name[:255]!r}.")
+        self.write_json(image_json(image))
+
+    async def delete(self, name: str) -> None:
+        if not await self.ctx.store.delete_image(self.image_owner(), name):
+            raise NotFound(f"No saved image named {name[:255]!r}.")
+        self.set_status(204)
+        self.finish()
+
+
+class OpenApiHandler(ApiHandler):
+    """``GET openapi.json``: the OpenAPI 3.1 description of this API."""
+
+    def get(self) -> None:
+        self.write_json(openapi_document(self.ctx.base_url + "api/v1"))
+
+
+class ApiNotFoundHandler(BaseHandler):
+    """Any other path under ``api/v1/``: a JSON 404."""
+
+    def prepare(self) -> None:
+        raise web.HTTPError(404, "No such API route.")
+
+
+def api_handlers(context: ApiContext) -> list[Any]:
+    """The API's routes under ``{base_url}api/v1/``."""
+    prefix = context.base_url + "api/v1/"
+    args = {"context": context}
+    return [
+        (prefix + "openapi.json", OpenApiHandler, args),
+        (prefix + "builds", BuildsHandler, args),
+        (prefix + r"builds/([^/]+)", BuildHandler, args),
+        (prefix + r"builds/([^/]+)/cancel", BuildCancelHandler, args),
+        (prefix + r"builds/([^/]+)/events", BuildEventsHandler, args),
+        (prefix + "images", ImagesHandler, args),
+        (prefix + r"images/([^/]+)", ImageHandler, args),
+        (prefix + ".*", ApiNotFoundHandler),
+    ]

@@ -1,0 +1,141 @@
+"""Validation of REST API request bodies and query arguments (pure, no I/O).
+
+Each function returns clean values or raises :class:`InvalidInput` with a
+reason the client can act on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ServiceError
+
+BUILD_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+IMAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+MAX_DESCRIPTION = 4096
+MAX_IMAGE = 512
+
+
+class InvalidInput(ServiceError):
+    """A request body or query argument the API cannot accept."""
+
+    status_code = 400
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object."""
+    try:
+        data = json.loads(body or b"null")
+    except ValueError as e:
+        raise InvalidInput(f"The request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return data
+
+
+def _string(data: dict[str, Any], key: str, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{key!r} must be a non-empty string.")
+    return value
+
+
+def _only(data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InvalidInput(f"Unknown fields: {', '.join(map(repr, unknown))}.")
+
+
+def build_request(data: dict[str, Any]) -> tuple[str, str]:
+    """(provider, spec) from ``{"provider", "spec"}`` or ``{"repo_url", "ref"}``.
+
+    A ``repo_url`` becomes a ``git`` spec; its ``ref`` defaults to ``HEAD``.
+    """
+    if "repo_url" in data:
+        _only(data, {"repo_url", "ref"})
+        url = _string(data, "repo_url")
+        ref = _string(data, "ref", required=False) or "HEAD"
+        assert url is not None
+        return "git", urllib.parse.quote(url, safe="") + "/" + urllib.parse.quote(ref, safe="")
+    _only(data, {"provider", "spec"})
+    if "provider" not in data or "spec" not in data:
+        raise InvalidInput('Send {"provider": ..., "spec": ...} or {"repo_url": ..., "ref": ...}.')
+    provider, spec = _string(data, "provider"), _string(data, "spec")
+    assert provider is not None and spec is not None
+    return provider, spec
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A validated request to save an image under a name."""
+
+    name: str
+    image: str | None
+    build_id: str | None
+    description: str
+
+
+def image_request(data: dict[str, Any]) -> ImageRequest:
+    _only(data, {"name", "image", "build_id", "description"})
+    name = _string(data, "name")
+    assert name is not None
+    if not IMAGE_NAME_PATTERN.match(name):
+        raise InvalidInput(
+            "'name' must start with a letter or digit and hold only letters, digits, "
+            "'.', '_' and '-' (at most 255 characters)."
+        )
+    image = _string(data, "image", required=False)
+    if image is not None and (len(image) > MAX_IMAGE or any(c.isspace() for c in image)):
+        raise InvalidInput(f"'image' must be an image name without spaces, at most {MAX_IMAGE}.")
+    build_id = _string(data, "build_id", required=False)
+    if image is None and build_id is None:
+        raise InvalidInput("Send 'image', 'build_id' or both.")
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"'description' must be a string of at most {MAX_DESCRIPTION}.")
+    return ImageRequest(name, image, build_id, description)
+
+
+def states(values: list[str]) -> list[str]:
+    for value in values:
+        if value not in BUILD_STATES:
+            raise InvalidInput(f"'state' must be one of: {', '.join(BUILD_STATES)}.")
+    return values
+
+
+def since(value: str | None) -> float | None:
+    """An ISO 8601 time (UTC when it has no offset) as seconds since the epoch."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput("'since' must be an ISO 8601 date or time.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidInput(f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
+    return int(value)
+
+
+def cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidInput("'cursor' must be the 'next' value of a previous page.")
+    return int(value)

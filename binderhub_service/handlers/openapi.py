@@ -1,0 +1,359 @@
+"""The OpenAPI 3.1 document of REST API v1, as served at ``api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .. import __version__
+from .api_input import BUILD_STATES, DEFAULT_PAGE, MAX_PAGE
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_BUILD_ID = {
+    "name": "build_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The build's id.",
+}
+_IMAGE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The saved image's name.",
+}
+_OWNER = {
+    "name": "owner",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "Admins only: whose image (default: the caller's). Ignored for others.",
+}
+
+_CANCEL = {
+    "summary": "Cancel a queued or running build",
+    "description": (
+        "The executor stops the build; its state becomes `cancelled` and its event stream "
+        "ends with a `failed` event saying it was cancelled. Only the user who started the "
+        "build (or an admin) may cancel it. Answers the final record."
+    ),
+    "parameters": [_BUILD_ID],
+    "responses": {
+        "200": _json("The cancelled build.", "Build"),
+        "403": _error("The build was started by another user."),
+        "404": _error("No such build visible to the caller."),
+        "409": _error("The build has already ended."),
+    },
+}
+
+_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "binderhub-service REST API",
+        "version": "1",
+        "description": (
+            "Build records, build logs, cancellation and saved images. Users see the builds "
+            "they started or joined and their own saved images; admins see all. Records "
+            "that the caller may not see are answered 404."
+        ),
+    },
+    "paths": {
+        "/builds": {
+            "get": {
+                "summary": "List build records, newest first",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(BUILD_STATES)},
+                        "description": "Only builds in this state (repeat for several).",
+                    },
+                    {
+                        "name": "user",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Only builds started by this user.",
+                    },
+                    {
+                        "name": "repository",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Only builds of this repository URL.",
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "date-time"},
+                        "description": "Only builds created at or after this time (ISO 8601).",
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PAGE,
+                            "default": DEFAULT_PAGE,
+                        },
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "description": "The `next` value of the previous page.",
+                    },
+                ],
+                "responses": {
+                    "200": _json("One page of records.", "BuildPage"),
+                    "400": _error("An invalid query argument."),
+                },
+            },
+            "post": {
+                "summary": "Ask for an image of a repository at a ref",
+                "description": (
+                    "Resolves the ref. When a build of the same image is queued or running, "
+                    "the caller joins it (202, that build's record). When the image already "
+                    "exists, answers 200 with the newest succeeded record of it that the "
+                    "caller may see, or else a new record in state `succeeded` whose log is "
+                    "one `ready` event (no build ran). Otherwise starts a build (202)."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/BuildRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("The image exists.", "Build"),
+                    "202": _json("A build was started or joined.", "Build"),
+                    "400": _error("An invalid body, provider, spec or ref."),
+                    "404": _error("The ref does not exist in the repository."),
+                    "503": _error("The repository host could not be reached."),
+                },
+            },
+        },
+        "/builds/{build_id}": {
+            "get": {
+                "summary": "One build record",
+                "parameters": [_BUILD_ID],
+                "responses": {
+                    "200": _json("The build.", "Build"),
+                    "404": _error("No such build visible to the caller."),
+                },
+            },
+            "delete": {**_CANCEL, "summary": "Cancel a build (same as POST .../cancel)"},
+        },
+        "/builds/{build_id}/cancel": {"post": _CANCEL},
+        "/builds/{build_id}/events": {
+            "get": {
+                "summary": "The build's log as Server-Sent Events",
+                "description": (
+                    "Each event has `id: N` (1-based) and `data:` the JSON of a BinderHub "
+                    "build event. With `Last-Event-ID: N` the stream resumes after event N. "
+                    "A running build streams live until its `ready` or `failed` event; a "
+                    "finished one replays its stored log and the stream closes."
+                ),
+                "parameters": [
+                    _BUILD_ID,
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                        "description": "The id of the last event received.",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("No such build visible to the caller."),
+                },
+            }
+        },
+        "/images": {
+            "get": {
+                "summary": "The caller's saved images (an admin's: everyone's)",
+                "responses": {"200": _json("Saved images.", "ImageList")},
+            },
+            "post": {
+                "summary": "Save an image under a name",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ImageRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("The saved image.", "Image"),
+                    "400": _error("An invalid body, or a build that did not succeed."),
+                    "409": _error("The caller already has an image with this name."),
+                },
+            },
+        },
+        "/images/{name}": {
+            "get": {
+                "summary": "One saved image",
+                "parameters": [_IMAGE_NAME, _OWNER],
+                "responses": {
+                    "200": _json("The saved image.", "Image"),
+                    "404": _error("No such saved image."),
+                },
+            },
+            "delete": {
+                "summary": "Forget a saved image (the image itself stays in the registry)",
+                "parameters": [_IMAGE_NAME, _OWNER],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "404": _error("No such saved image."),
+                },
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["status", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "message": {"type": ["string", "null"]},
+                },
+            },
+            "BuildRequest": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["provider", "spec"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "provider": {"type": "string", "minLength": 1, "examples": ["gh"]},
+                            "spec": {
+                                "type": "string",
+                                "minLength": 1,
+                                "examples": ["org/repo/main"],
+                            },
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["repo_url"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "repo_url": {"type": "string", "minLength": 1},
+                            "ref": {"type": "string", "minLength": 1, "default": "HEAD"},
+                        },
+                    },
+                ]
+            },
+            "Build": {
+                "type": "object",
+                "required": ["id", "requester", "state", "image_name", "created"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "requester": {"type": "string"},
+                    "provider": {"type": "string"},
+                    "spec": {"type": "string"},
+                    "repo_url": {"type": "string"},
+                    "ref": {"type": "string", "description": "The resolved ref (a commit)."},
+                    "image_name": {"type": "string"},
+                    "state": {"type": "string", "enum": list(BUILD_STATES)},
+                    "created": {"type": "string", "format": "date-time"},
+                    "started": _TIME,
+                    "finished": _TIME,
+                    "queue_wait_seconds": {"type": ["number", "null"]},
+                    "duration_seconds": {"type": ["number", "null"]},
+                    "phase_times": {
+                        "type": "object",
+                        "description": "When each phase was first reported.",
+                        "additionalProperties": _TIME,
+                    },
+                    "failure_reason": {"type": ["string", "null"]},
+                    "executor": {"type": "string"},
+                    "repo2docker_version": {"type": "string"},
+                },
+            },
+            "BuildPage": {
+                "type": "object",
+                "required": ["builds", "next"],
+                "properties": {
+                    "builds": {"type": "array", "items": {"$ref": "#/components/schemas/Build"}},
+                    "next": {
+                        "type": ["string", "null"],
+                        "description": "Cursor of the next page; null on the last page.",
+                    },
+                },
+            },
+            "ImageRequest": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"},
+                    "image": {"type": "string", "minLength": 1, "maxLength": 512},
+                    "build_id": {"type": "string", "minLength": 1},
+                    "description": {"type": "string", "maxLength": 4096},
+                },
+                "anyOf": [{"required": ["image"]}, {"required": ["build_id"]}],
+            },
+            "Image": {
+                "type": "object",
+                "required": ["name", "owner", "image", "created"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "owner": {"type": "string"},
+                    "description": {"type": "string"},
+                    "image": {"type": "string"},
+                    "build_id": {"type": ["string", "null"]},
+                    "created": {"type": "string", "format": "date-time"},
+                },
+            },
+            "ImageList": {
+                "type": "object",
+                "required": ["images"],
+                "properties": {
+                    "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}
+                },
+            },
+        }
+    },
+}
+
+
+def openapi_document(api_url: str) -> dict[str, Any]:
+    """The document, with the API's URL path (e.g. ``/services/binder/api/v1``) as server."""
+    document = copy.deepcopy(_DOCUMENT)
+    document["info"]["x-service-version"] = __version__
+    document["servers"] = [{"url": api_url}]
+    return document

@@ -1,0 +1,226 @@
+"""The BuildRecorder: writes what builds do to the Store, in batches.
+
+It observes the BuildManager's builds (see :class:`~binderhub_service.builds.BuildObserver`)
+without ever blocking them: events are buffered and written by a background
+task every ``flush_interval`` seconds, or sooner when ``flush_max_events``
+are waiting, each batch in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from traitlets import Float, Instance, Int, Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..events import BuildEvent, ready
+from .records import ANONYMOUS
+from .store import Store
+
+if TYPE_CHECKING:
+    from ..builds import Build
+
+
+class BuildRecorder(LoggingConfigurable):
+    """Records builds, their state and their complete logs in a :class:`Store`."""
+
+    store = Instance(Store)
+    executor_name = Unicode(help="Name of the executor builds run on, recorded with each build.")
+    builder_version = Unicode(help="repo2docker version builds run with, recorded with each build.")
+
+    flush_interval = Float(
+        0.2,
+        help="""Longest time, in seconds, that a build's new log events wait before they are
+        written to the database. Default 0.2.""",
+    ).tag(config=True)
+
+    flush_max_events = Int(
+        500,
+        help="""Write buffered log events at once when this many wait, without waiting for
+        ``flush_interval``. Default 500.""",
+    ).tag(config=True)
+
+    log_retention_days = Float(
+        help="Days a finished build's log is kept (its record stays); 0 keeps logs forever."
+    )
+
+    purge_interval = Float(
+        3600.0, help="Seconds between deletions of expired logs. Default 3600."
+    ).tag(config=True)
+
+    close_timeout = Float(
+        30.0, help="Seconds to keep trying to write buffered changes when stopping. Default 30."
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._new: dict[str, Build] = {}
+        self._dirty: dict[str, Build] = {}
+        self._events: list[dict[str, Any]] = []
+        self._phase_times: dict[str, dict[str, float]] = {}
+        self._full = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._purger: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start deleting expired logs now and every ``purge_interval`` seconds."""
+        if self.log_retention_days > 0:
+            self._purger = asyncio.create_task(self._purge_periodically(), name="log-purge")
+
+    async def _purge_periodically(self) -> None:
+        while True:
+            try:
+                await self.purge_expired_logs()
+            except Exception:
+                self.log.exception("Could not delete expired build logs")
+            await asyncio.sleep(self.purge_interval)
+
+    async def purge_expired_logs(self) -> int:
+        """Delete logs of builds that finished more than ``log_retention_days`` ago."""
+        cutoff = time.time() - self.log_retention_days * 86400
+        deleted = await self.store.purge_logs(finished_before=cutoff)
+        if deleted:
+            self.log.info(
+                "Deleted %d log events of builds older than %g days",
+                deleted,
+                self.log_retention_days,
+            )
+        return deleted
+
+    def build_created(self, build: Build) -> None:
+        self._new[build.id] = build
+        self._phase_times[build.id] = {}
+        self._wake()
+
+    def event_appended(self, build: Build, number: int, event: BuildEvent) -> None:
+        self._events.append({"build_id": build.id, "number": number, "data": event.to_json()})
+        if event.phase is not None:
+            self._phase_times.setdefault(build.id, {}).setdefault(event.phase.value, time.time())
+        self._wake()
+
+    def state_changed(self, build: Build) -> None:
+        self._dirty[build.id] = build
+        self._wake()
+
+    def _wake(self) -> None:
+        if len(self._events) >= self.flush_max_events:
+            self._full.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon(), name="build-recorder")
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._new or self._dirty or self._events)
+
+    async def _flush_soon(self) -> None:
+        while self.pending:
+            try:
+                async with asyncio.timeout(self.flush_interval):
+                    await self._full.wait()
+            except TimeoutError:
+                pass
+            if not await self.flush():
+                await asyncio.sleep(self.flush_interval)
+
+    async def flush(self) -> bool:
+        """Write everything buffered now, in one transaction; False if that failed."""
+        async with self._lock:
+            new, dirty, events = self._new, self._dirty, self._events
+            self._new, self._dirty, self._events = {}, {}, []
+            self._full.clear()
+            if not (new or dirty or events):
+                return True
+            new_rows = [self._row(b) for b in new.values()]
+            updates = [self._row(b) for key, b in dirty.items() if key not in new]
+            # Builds whose final state these rows hold need no phase times any more.
+            ended = [row["id"] for row in (*new_rows, *updates) if row["finished"] is not None]
+            try:
+                await self.store.write(new_rows, events, updates)
+            except Exception:
+                self.log.exception("Could not record %d builds' changes; retrying", len(dirty))
+                self._new = {**new, **self._new}
+                self._dirty = {**dirty, **self._dirty}
+                self._events = events + self._events
+                return False
+        for build_id in ended:
+            self._phase_times.pop(build_id, None)
+        return True
+
+    def _row(self, build: Build) -> dict[str, Any]:
+        request = build.request
+        started, finished = build.started, build.finished
+        return {
+            "id": build.id,
+            "requester": build.requester or ANONYMOUS,
+            "provider": request.provider,
+            "spec": build.spec,
+            "ref": request.ref,
+            "repo_url": request.repo_url,
+            "image_name": request.image_name,
+            "state": build.state.value,
+            "created": build.created,
+            "started": started,
+            "finished": finished,
+            "queue_wait": started - build.created if started is not None else None,
+            "duration": finished - started if finished and started else None,
+            "phase_times": dict(self._phase_times.get(build.id, {})),
+            "failure_reason": build.failure_reason,
+            "executor": self.executor_name,
+            "builder_version": self.builder_version,
+        }
+
+    async def record_found_image(
+        self,
+        *,
+        build_id: str,
+        requester: str,
+        provider: str,
+        spec: str,
+        repo_url: str,
+        ref: str,
+        image_name: str,
+    ) -> None:
+        """Record a request answered by an image that already existed: no build ran."""
+        now = time.time()
+        event = ready(image_name, "Done! Found built image")
+        await self.store.write(
+            [
+                {
+                    "id": build_id,
+                    "requester": requester,
+                    "provider": provider,
+                    "spec": spec,
+                    "ref": ref,
+                    "repo_url": repo_url,
+                    "image_name": image_name,
+                    "state": "succeeded",
+                    "created": now,
+                    "started": now,
+                    "finished": now,
+                    "queue_wait": 0.0,
+                    "duration": 0.0,
+                    "phase_times": {"ready": now},
+                    "failure_reason": None,
+                    "executor": self.executor_name,
+                    "builder_version": self.builder_version,
+                }
+            ],
+            [{"build_id": build_id, "number": 1, "data": event.to_json()}],
+        )
+
+    async def close(self) -> None:
+        """Write what is left; call after the last build has ended."""
+        if self._purger is not None:
+            self._purger.cancel()
+            await asyncio.gather(self._purger, return_exceptions=True)
+        self._full.set()
+        if self._flusher is not None:
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await asyncio.gather(self._flusher, return_exceptions=True)
+            except TimeoutError:
+                self._flusher.cancel()
+                self.log.error("Could not record every build change before stopping")

@@ -1,0 +1,54 @@
+"""Build and image records in the REST API's JSON form."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from .models import BuildRecord, SavedImage
+
+# The requester recorded when authentication is off.
+ANONYMOUS = "anonymous"
+
+
+def isotime(timestamp: float | None) -> str | None:
+    """Seconds since the epoch as an ISO 8601 UTC time, e.g. ``2025-01-31T12:00:00.5Z``."""
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def build_json(record: BuildRecord) -> dict[str, Any]:
+    """A build record as the API shows it."""
+    return {
+        "id": record.id,
+        "requester": record.requester,
+        "provider": record.provider,
+        "spec": record.spec,
+        "repo_url": record.repo_url,
+        "ref": record.ref,
+        "image_name": record.image_name,
+        "state": record.state,
+        "created": isotime(record.created),
+        "started": isotime(record.started),
+        "finished": isotime(record.finished),
+        "queue_wait_seconds": record.queue_wait,
+        "duration_seconds": record.duration,
+        "phase_times": {phase: isotime(t) for phase, t in (record.phase_times or {}).items()},
+        "failure_reason": record.failure_reason,
+        "executor": record.executor,
+        "repo2docker_version": record.builder_version,
+    }
+
+
+def image_json(image: SavedImage) -> dict[str, Any]:
+    """A saved image as the API shows it."""
+    return {
+        "name": image.name,
+        "owner": image.owner,
+        "description": image.description,
+        "image": image.image,
+        "build_id": image.build_id,
+        "created": isotime(image.created),
+    }

@@ -1,0 +1,282 @@
+"""The Store: every query on build records, logs and saved images.
+
+One async engine per Store; every method is one transaction. Nothing connects
+before :meth:`Store.open`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, delete, event, exists, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .models import BuildLogEvent, BuildRecord, BuildRequester, SavedImage
+
+UNFINISHED_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class BuildFilter:
+    """Which build records a listing returns.
+
+    ``visible_to`` is the user whose records (started or joined) are listed,
+    or None for all records (an admin).
+    """
+
+    visible_to: str | None = None
+    states: Sequence[str] = ()
+    requester: str | None = None
+    repo_url: str | None = None
+    since: float | None = None
+
+
+def alembic_config(url: str = "") -> Config:
+    """An Alembic configuration for the migrations shipped in this package."""
+    config = Config()
+    config.set_main_option("script_location", "binderhub_service.store:migrations")
+    if url:
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+class Store:
+    """Build records, their logs and saved images in a SQL database.
+
+    ``url`` is an async SQLAlchemy URL: ``sqlite+aiosqlite:///path`` or
+    ``postgresql+asyncpg://user:password@host/db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the store is not open")
+        return self._engine
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    async def open(self, revision: str = "head") -> None:
+        """Connect and bring the schema to ``revision`` (the newest by default)."""
+        self._engine = create_async_engine(self.url)
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        await self.migrate(revision)
+
+    async def migrate(self, revision: str) -> None:
+        """Upgrade the schema to ``revision``."""
+
+        await self._alembic(command.upgrade, revision)
+
+    async def downgrade(self, revision: str) -> None:
+        """Take the schema back to an older revision (``base`` removes every table)."""
+        await self._alembic(command.downgrade, revision)
+
+    async def _alembic(self, step: Callable[[Config, str], None], revision: str) -> None:
+        def run(connection: Connection) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            step(config, revision)
+
+        async with self.engine.begin() as connection:
+            await connection.run_sync(run)
+
+    @staticmethod
+    def _current_revision(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async def revision(self) -> str | None:
+        """The schema revision the database is at."""
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(self._current_revision)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def write(
+        self,
+        new_builds: Sequence[dict[str, Any]] = (),
+        events: Sequence[dict[str, Any]] = (),
+        updates: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """In one transaction: insert builds (and their starters), log events, update builds."""
+        async with self.engine.begin() as conn:
+            if new_builds:
+                await conn.execute(insert(BuildRecord), list(new_builds))
+                await conn.execute(
+                    insert(BuildRequester),
+                    [{"build_id": b["id"], "user": b["requester"]} for b in new_builds],
+                )
+            if events:
+                await conn.execute(insert(BuildLogEvent), list(events))
+            for values in updates:
+                await conn.execute(
+                    update(BuildRecord).where(BuildRecord.id == values["id"]).values(**values)
+                )
+
+    async def add_requester(self, build_id: str, user: str) -> None:
+        """Let ``user`` see a build they joined."""
+        async with self.engine.begin() as conn:
+            known = await conn.scalar(
+                select(BuildRequester.user).where(
+                    BuildRequester.build_id == build_id, BuildRequester.user == user
+                )
+            )
+            if known is None:
+                await conn.execute(insert(BuildRequester).values(build_id=build_id, user=user))
+
+    async def get_build(self, build_id: str, visible_to: str | None = None) -> BuildRecord | None:
+        """The record of a build, if it exists and ``visible_to`` (None: anyone) may see it."""
+        query = select(BuildRecord).where(BuildRecord.id == build_id)
+        if visible_to is not None:
+            query = query.where(self._visible(visible_to))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return self._record(row)
+
+    async def latest_build(
+        self, image_name: str, state: str, visible_to: str | None = None
+    ) -> BuildRecord | None:
+        """The newest record of a build of ``image_name`` in ``state``."""
+        query = select(BuildRecord).where(
+            BuildRecord.image_name == image_name, BuildRecord.state == state
+        )
+        if visible_to is not None:
+            query = query.where(self._visible(visible_to))
+        query = query.order_by(BuildRecord.seq.desc()).limit(1)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return self._record(row)
+
+    async def list_builds(
+        self, where: BuildFilter, before: int | None = None, limit: int = 50
+    ) -> list[BuildRecord]:
+        """Records matching ``where``, newest first, with ``seq`` below ``before``."""
+        query = select(BuildRecord)
+        if where.visible_to is not None:
+            query = query.where(self._visible(where.visible_to))
+        if where.states:
+            query = query.where(BuildRecord.state.in_(where.states))
+        if where.requester is not None:
+            query = query.where(BuildRecord.requester == where.requester)
+        if where.repo_url is not None:
+            query = query.where(BuildRecord.repo_url == where.repo_url)
+        if where.since is not None:
+            query = query.where(BuildRecord.created >= where.since)
+        if before is not None:
+            query = query.where(BuildRecord.seq < before)
+        query = query.order_by(BuildRecord.seq.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [r for r in map(self._record, rows) if r is not None]
+
+    async def unfinished_builds(self) -> list[BuildRecord]:
+        """Records of builds that never reached a final state."""
+        query = select(BuildRecord).where(BuildRecord.state.in_(UNFINISHED_STATES))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(BuildRecord.seq))).all()
+        return [r for r in map(self._record, rows) if r is not None]
+
+    async def last_event_number(self, build_id: str) -> int:
+        async with self.engine.connect() as conn:
+            number = await conn.scalar(
+                select(BuildLogEvent.number)
+                .where(BuildLogEvent.build_id == build_id)
+                .order_by(BuildLogEvent.number.desc())
+                .limit(1)
+            )
+        return number or 0
+
+    async def events(
+        self, build_id: str, after: int = 0, page: int = 1000
+    ) -> AsyncIterator[tuple[int, str]]:
+        """The stored log of a build from event ``after + 1``: (number, JSON) pairs."""
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(BuildLogEvent.number, BuildLogEvent.data)
+                        .where(BuildLogEvent.build_id == build_id, BuildLogEvent.number > after)
+                        .order_by(BuildLogEvent.number)
+                        .limit(page)
+                    )
+                ).all()
+            for number, data in rows:
+                yield number, data
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    async def purge_logs(self, finished_before: float) -> int:
+        """Delete the logs of builds that finished before a time; return how many events."""
+        old = select(BuildRecord.id).where(BuildRecord.finished < finished_before)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(BuildLogEvent).where(BuildLogEvent.build_id.in_(old))
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def save_image(self, values: dict[str, Any]) -> SavedImage:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(SavedImage).values(**values))
+        image = await self.get_image(values["owner"], values["name"])
+        assert image is not None
+        return image
+
+    async def get_image(self, owner: str, name: str) -> SavedImage | None:
+        query = select(SavedImage).where(SavedImage.owner == owner, SavedImage.name == name)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return self._image(row)
+
+    async def list_images(self, owner: str | None = None) -> list[SavedImage]:
+        """Saved images of ``owner`` (None: everyone's), by owner and name."""
+        query = select(SavedImage)
+        if owner is not None:
+            query = query.where(SavedImage.owner == owner)
+        query = query.order_by(SavedImage.owner, SavedImage.name)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [i for i in map(self._image, rows) if i is not None]
+
+    async def delete_image(self, owner: str, name: str) -> bool:
+        query = delete(SavedImage).where(SavedImage.owner == owner, SavedImage.name == name)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        return bool(getattr(result, "rowcount", 0))
+
+    @staticmethod
+    def _visible(user: str) -> Any:
+        return exists().where(
+            BuildRequester.build_id == BuildRecord.id, BuildRequester.user == user
+        )
+
+    @staticmethod
+    def _record(row: Any) -> BuildRecord | None:
+        return None if row is None else BuildRecord(**row._asdict())
+
+    @staticmethod
+    def _image(row: Any) -> SavedImage | None:
+        return None if row is None else SavedImage(**row._asdict())
