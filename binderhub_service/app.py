@@ -15,13 +15,16 @@ from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
 from . import __version__
+from .auth import AuthConfigError, ServiceAuth
 from .builds import BuildManager
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .health import HealthChecker
 from .images import ImageLookup
+from .limits import UserLimits
 from .log import log_request
 from .providers.catalog import RepoProviderCatalog
 from .registry import DockerRegistry
@@ -128,6 +131,15 @@ class BinderHubService(Application):
         help="Seconds between keepalive comments on a quiet event stream. Default 25.",
     ).tag(config=True)
 
+    auth_enabled = Bool(
+        True,
+        help="""Authenticate every request with the JupyterHub this service belongs to (hub
+        tokens, OAuth login) and authorise by hub scopes (see ``ServiceAuth``). Default on:
+        it needs the ``JUPYTERHUB_*`` environment JupyterHub gives a managed service, and
+        the service refuses to start without it. Set False to run without authentication
+        (anyone who reaches the service may build; a warning is logged at start).""",
+    ).tag(config=True)
+
     tornado_settings = Dict(
         help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
     ).tag(config=True)
@@ -138,6 +150,8 @@ class BinderHubService(Application):
         HealthChecker,
         LocalDockerExecutor,
         RepoProviderCatalog,
+        ServiceAuth,
+        UserLimits,
     ]
 
     def _service_url(self) -> urllib.parse.SplitResult:
@@ -149,12 +163,26 @@ class BinderHubService(Application):
         if self.generate_config:
             return
         self.load_config_file(self.config_file)
+        self.init_auth()
         self.init_registry()
         self.init_executor()
         self.init_providers()
         self.init_builds()
         self.init_health()
         self.init_tornado_app()
+
+    def init_auth(self) -> None:
+        try:
+            self.auth = ServiceAuth(parent=self, enabled=self.auth_enabled, base_url=self.base_url)
+        except AuthConfigError as e:
+            self.log.critical("%s", e)
+            self.exit(1)
+        if not self.auth_enabled:
+            self.log.warning(
+                "Authentication is off (auth_enabled = False): anyone who can reach this "
+                "service can build images. Limits apply per client address."
+            )
+        self.user_limits = UserLimits(parent=self)
 
     def init_registry(self) -> None:
         self.registry = DockerRegistry(parent=self)
@@ -199,7 +227,18 @@ class BinderHubService(Application):
             (base + "versions", VersionsHandler, {"versions": versions}),
             (base + "metrics", MetricsHandler),
         ]
-        settings = {"log_function": log_request, **self.tornado_settings}
+        if self.auth.hub_auth is not None:
+            handlers += [
+                (base + "oauth_callback", OAuthCallbackHandler, {"hub_auth": self.auth.hub_auth}),
+                (base + "login", LoginHandler),
+            ]
+        settings = {
+            "log_function": log_request,
+            "service_auth": self.auth,
+            "user_limits": self.user_limits,
+            **self.auth.tornado_settings(),
+            **self.tornado_settings,
+        }
         self.tornado_app = web.Application(handlers, **settings)
 
     def start(self) -> None:

@@ -149,6 +149,10 @@ class BuildManager(LoggingConfigurable):
                 return build
         return None
 
+    def count_unfinished(self, requester: str) -> int:
+        """How many builds ``requester`` asked for that are queued or running."""
+        return sum(1 for b in self._builds.values() if b.requester == requester and not b.done)
+
     def request_build(
         self,
         *,

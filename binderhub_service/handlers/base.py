@@ -1,20 +1,90 @@
-"""The base of every handler: error responses in one place."""
+"""The base of every handler: identity, limits and error responses in one place."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from jupyterhub.services.auth import HubAuthenticated, HubOAuth
 from tornado import web
 
-from ..errors import ServiceError
+from ..auth import Identity, ServiceAuth, anonymous_identity
+from ..errors import Forbidden, ServiceError
+from ..limits import RateLimited, UserLimits
 
 
-class BaseHandler(web.RequestHandler):
-    """JSON errors for API routes; :class:`ServiceError` maps to its status."""
+class BaseHandler(HubAuthenticated, web.RequestHandler):
+    """JSON errors for API routes; :class:`ServiceError` maps to its status.
+
+    Every route is authenticated by the hub unless :meth:`auth_required` says
+    otherwise: :meth:`prepare` resolves the identity (a hub token, or a login
+    cookie with its XSRF token) and counts the request against the user's rate
+    limit. API routes refuse anonymous requests with 403; browser pages
+    (``browser_page = True``) redirect them to the hub's login instead.
+
+    The application puts its :class:`ServiceAuth` and :class:`UserLimits` in the
+    Tornado settings (``service_auth``, ``user_limits``); without them every
+    request is anonymous and unlimited.
+    """
+
+    browser_page = False
+
+    _identity: Identity | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+
+    @property
+    def service_auth(self) -> ServiceAuth | None:
+        return self.settings.get("service_auth")
+
+    @property
+    def user_limits(self) -> UserLimits | None:
+        return self.settings.get("user_limits")
+
+    @property
+    def hub_auth(self) -> HubOAuth | None:
+        return self.service_auth.hub_auth if self.service_auth else None
+
+    def auth_required(self) -> bool:
+        """Whether this route needs an authenticated, authorised identity."""
+        return True
+
+    async def prepare(self) -> None:
+        if not self.auth_required():
+            return
+        if self.service_auth is None:
+            self._identity = anonymous_identity(self.request.remote_ip)
+        else:
+            self._identity = await self.service_auth.authenticate(self, api=not self.browser_page)
+        if self._identity is None:
+            if self.browser_page:
+                self.redirect(self.get_login_url())
+                return
+            raise Forbidden(
+                "Authentication required: send a hub token (Authorization: token <token>) "
+                "or log in through the hub."
+            )
+        if self.user_limits is not None:
+            self.user_limits.check_rate(self._identity.limit_key)
+
+    @property
+    def identity(self) -> Identity:
+        """The identity :meth:`prepare` resolved (anonymous on open routes)."""
+        if self._identity is None:
+            return anonymous_identity(self.request.remote_ip)
+        return self._identity
+
+    def current_identity(self) -> tuple[str, bool]:
+        """``(name, is_admin)`` of the requester; builds are recorded under this name.
+
+        Without authentication the name is ``anonymous@<client address>`` and
+        nobody is an admin.
+        """
+        return self.identity.name, self.identity.is_admin
+
+    def get_current_user(self) -> Identity | None:
+        return self._identity
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -30,6 +100,8 @@ class BaseHandler(web.RequestHandler):
                 message = error.message
             elif isinstance(error, web.HTTPError) and error.log_message:
                 message = error.log_message % error.args if error.args else error.log_message
+            if isinstance(error, RateLimited):
+                self.set_header("Retry-After", str(error.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 

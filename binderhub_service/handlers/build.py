@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..builds import Build, BuildManager
-from ..errors import InvalidSpec, ServiceError
+from ..errors import Forbidden, InvalidSpec, ServiceError
 from ..events import failed, ready
 from ..images import ImageLookup
 from ..metrics import IMAGE_FOUND_COUNT
@@ -70,6 +70,11 @@ class BuildHandler(EventStreamHandler):
                 "This service only builds images: add build_only=true to the request. "
                 "Servers are started by JupyterHub."
             )
+        if not self.identity.can_build:
+            raise Forbidden(
+                f"{self.identity.name} may not build images here: the hub token lacks the "
+                "build scope."
+            )
         prefix, raw_spec = self.raw_spec()
         provider, repo = self.catalog.parse(prefix, raw_spec)
         resolved_ref = await provider.resolve_ref(repo)
@@ -82,10 +87,17 @@ class BuildHandler(EventStreamHandler):
             IMAGE_FOUND_COUNT.labels(provider=prefix).inc()
             await self.send_event(ready(name, "Done! Found built image"))
             return None
+        requester = self.identity.name
+        joining = self.manager.find(name)
+        if self.user_limits is not None and (joining is None or joining.done):
+            self.user_limits.check_new_build(
+                self.identity.limit_key, self.manager.count_unfinished(requester)
+            )
         return self.manager.request_build(
             provider=prefix,
             repo_url=repo.repo_url,
             ref=resolved_ref,
             image_name=name,
             push=self.push,
+            requester=requester,
         )
