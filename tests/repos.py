@@ -1,0 +1,34 @@
+"""Test repositories: Dockerfiles that build offline from the local base image."""
+
+from __future__ import annotations
+
+import shlex
+
+
+def dockerfile(base_image: str, *run_lines: str) -> str:
+    """A Dockerfile FROM the local base image with one RUN per line."""
+    lines = [f"FROM {base_image}", *(f"RUN {line}" for line in run_lines)]
+    return "\n".join(lines) + "\n"
+
+
+def hello_repo(base_image: str, text: str) -> dict[str, str]:
+    """A repository whose image prints ``text`` when run."""
+    return {
+        "Dockerfile": dockerfile(base_image, f"echo {shlex.quote(text)} > /hello.txt")
+        + 'CMD ["cat", "/hello.txt"]\n'
+    }
+
+
+def chatty_repo(
+    base_image: str, lines: int, batch: int = 500, pause: float = 0.05
+) -> dict[str, str]:
+    """A repository whose build prints ``lines`` numbered lines, paced for BuildKit."""
+    script = (
+        f"i=1; while [ $i -le {lines} ]; do echo line-$i; "
+        f"if [ $((i % {batch})) -eq 0 ]; then sleep {pause}; fi; i=$((i+1)); done"
+    )
+    return {"Dockerfile": dockerfile(base_image, script)}
+
+
+def failing_repo(base_image: str) -> dict[str, str]:
+    return {"Dockerfile": dockerfile(base_image, "echo about to fail && exit 3")}
