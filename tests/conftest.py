@@ -108,11 +108,10 @@ def start_registry(root: Path, auth_lines: str = "") -> tuple[subprocess.Popen, 
         )
         + auth_lines
     )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "registry.log", "w"),  # noqa: SIM115
-    )
+    with open(root / "registry.log", "w") as log:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=log
+        )
     registry = Registry(url=f"http://127.0.0.1:{port}", host=f"127.0.0.1:{port}")
     wait_for_http(registry.url + "/v2/", proc=proc)
     return proc, registry
@@ -249,14 +248,15 @@ def service_factory(
         config.write_text("\n".join(lines) + "\n")
         log_file = tmp_path / f"service-{port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "binderhub_service", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(log_file, "w"),  # noqa: SIM115
-            cwd=tmp_path,
-            env=env,
-            start_new_session=True,
-        )
+        with open(log_file, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "binderhub_service", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=tmp_path,
+                env=env,
+                start_new_session=True,
+            )
         url = f"http://127.0.0.1:{port}{base_url}"
         service = ServiceProcess(url=url, proc=proc, config_file=config, log_file=log_file)
         started.append(service)
