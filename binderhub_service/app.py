@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import urllib.parse
@@ -154,6 +155,10 @@ class BinderHubService(Application):
         UserLimits,
     ]
 
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
     def _service_url(self) -> urllib.parse.SplitResult:
         return urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
 
@@ -163,6 +168,7 @@ class BinderHubService(Application):
         if self.generate_config:
             return
         self.load_config_file(self.config_file)
+        self.init_logging()
         self.init_auth()
         self.init_registry()
         self.init_executor()
@@ -170,6 +176,15 @@ class BinderHubService(Application):
         self.init_builds()
         self.init_health()
         self.init_tornado_app()
+
+    def init_logging(self) -> None:
+        """Send Tornado's access and error logs through this application's handlers."""
+        self.log.propagate = False
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.propagate = True
+            logger.parent = self.log
+            logger.setLevel(self.log.level)
 
     def init_auth(self) -> None:
         try:

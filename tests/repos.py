@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import uuid
 
 
 def dockerfile(base_image: str, *run_lines: str) -> str:
@@ -23,8 +24,9 @@ def chatty_repo(
     base_image: str, lines: int, batch: int = 500, pause: float = 0.05
 ) -> dict[str, str]:
     """A repository whose build prints ``lines`` numbered lines, paced for BuildKit."""
+    # A fresh RUN line each time, so the layer cache never hides the output.
     script = (
-        f"i=1; while [ $i -le {lines} ]; do echo line-$i; "
+        f"echo build-{uuid.uuid4().hex}; i=1; while [ $i -le {lines} ]; do echo line-$i; "
         f"if [ $((i % {batch})) -eq 0 ]; then sleep {pause}; fi; i=$((i+1)); done"
     )
     return {"Dockerfile": dockerfile(base_image, script)}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
-
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 EVENT_STREAM = {"Accept": "text/event-stream"}
 
@@ -54,39 +54,38 @@ async def read_events(
 ) -> EventStream:
     """GET ``url`` as an event stream until the server closes it.
 
-    ``stop_after`` closes the connection from the client side once that many
-    events arrived (to test reconnection).
+    A plain HTTP/1.1 client on asyncio streams, so that ``stop_after`` can
+    drop the connection once that many events arrived (to test reconnection).
     """
     stream = EventStream()
-
-    class Enough(Exception):
-        pass
-
-    def on_chunk(chunk: bytes) -> None:
-        stream.feed(chunk)
-        if stop_after is not None and len(stream.events) >= stop_after:
-            raise Enough()
-
-    def on_header(line: str) -> None:
-        if line.startswith("HTTP/"):
-            stream.status = int(line.split()[1])
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            stream.headers[name.strip().lower()] = value.strip()
-
-    request = HTTPRequest(
-        url,
-        headers={**EVENT_STREAM, **(headers or {})},
-        streaming_callback=on_chunk,
-        header_callback=on_header,
-        request_timeout=timeout,
-        follow_redirects=False,
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    all_headers = {"Host": parts.netloc, **EVENT_STREAM, **(headers or {})}
+    request = f"GET {path} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in all_headers.items()
     )
-    client = AsyncHTTPClient(force_instance=True)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
     try:
-        await client.fetch(request, raise_error=False)
-    except Enough:
-        pass
+        async with asyncio.timeout(timeout):
+            writer.write(request.encode() + b"Connection: close\r\n\r\n")
+            status_line = await reader.readline()
+            stream.status = int(status_line.split()[1])
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                stream.headers[name.strip().lower()] = value.strip()
+            chunked = stream.headers.get("transfer-encoding") == "chunked"
+            while stop_after is None or len(stream.events) < stop_after:
+                if chunked:
+                    size = int((await reader.readline()).strip() or b"0", 16)
+                    if size == 0:
+                        break
+                    stream.feed(await reader.readexactly(size))
+                    await reader.readexactly(2)
+                else:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    stream.feed(data)
     finally:
-        client.close()
+        writer.close()
     return stream

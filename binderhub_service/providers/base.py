@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
+
+GIT_CONTENT_PROVIDER = "repo2docker.contentproviders.Git"
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,10 @@ class RepoSpec:
     """A parsed and validated request for a repository at a ref.
 
     ``slug`` identifies the repository for image naming (stable across refs);
-    ``ref`` is the ref as asked for, not yet resolved.
+    ``ref`` is the ref as asked for, not yet resolved, and empty for providers
+    whose specs name no ref (DOIs, HydroShare, CKAN). ``repo_url`` is what
+    repo2docker is given (a clone URL, a DOI or a dataset URL). No field ever
+    holds a credential.
     """
 
     provider: str
@@ -31,10 +36,26 @@ class RepoProvider(LoggingConfigurable):
     :meth:`parse` validates a spec without any I/O; :meth:`resolve_ref` asks
     upstream what the ref points to now and returns an immutable identifier
     (a full commit sha for git hosts) that becomes the image tag.
+
+    The class attributes below describe the provider to user interfaces
+    (see :meth:`describe`), in the terms BinderHub's ``api/repoproviders`` uses.
     """
 
-    prefix = ""
-    display_name = ""
+    prefix: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    #: Label and placeholder of the repository field of a form.
+    repo_label: ClassVar[str] = ""
+    repo_placeholder: ClassVar[str] = ""
+    #: Whether a form must URL-escape the repository field into the spec.
+    url_encode: ClassVar[bool] = False
+    #: A regular expression (JavaScript syntax) a complete spec matches.
+    spec_regex: ClassVar[str] = ""
+    #: A regular expression (JavaScript syntax, named groups ``repo``, ``ref``)
+    #: that recognises this provider's URLs pasted into a form.
+    detect_regex: ClassVar[str] = ""
+    #: Whether specs name a ref at all, and the ref a form should suggest.
+    ref_enabled: ClassVar[bool] = True
+    default_ref: ClassVar[str] = "HEAD"
 
     resolve_timeout = Float(
         30.0,
@@ -47,6 +68,57 @@ class RepoProvider(LoggingConfigurable):
     async def resolve_ref(self, repo: RepoSpec) -> str:
         raise NotImplementedError
 
+    def canonical_spec(self, repo: RepoSpec) -> str:
+        """The spec in one normal form (used to match ban and allow patterns).
+
+        Equivalent specs (a ``.git`` suffix, differently escaped URLs) give the
+        same canonical spec. The default is the spec as given.
+        """
+        return repo.spec
+
+    def git_credentials(self, repo: RepoSpec) -> str | None:
+        """The ``GIT_CREDENTIAL_ENV`` value repo2docker needs to clone ``repo``.
+
+        ``None`` when no credentials are configured for it. The executor puts
+        the value in repo2docker's environment (never on its command line); see
+        :mod:`binderhub_service.providers.credentials` for the format.
+        """
+        return None
+
+    def repo2docker_content_providers(self) -> list[str]:
+        """Dotted paths of the repo2docker content providers a build may use.
+
+        repo2docker tries its content providers in turn on the repository
+        argument; some of them contact the internet merely to inspect a URL
+        (Dataverse downloads its list of installations). The executor restricts
+        ``c.Repo2Docker.content_providers`` to the classes named here, imported
+        from these paths, e.g. ``["repo2docker.contentproviders.Git"]`` for git
+        hosts, so that a build touches nothing but the repository's own host.
+        """
+        return [GIT_CONTENT_PROVIDER]
+
     def describe(self) -> dict[str, Any]:
-        """What UIs need to build a form for this provider."""
-        return {"provider": self.prefix, "display_name": self.display_name}
+        """What user interfaces need to build a form for this provider.
+
+        The shape of one entry of BinderHub's ``api/repoproviders``: ``id``,
+        ``displayName``, ``repo`` (``label``, ``placeholder``, ``urlEncode``),
+        ``ref`` (``enabled`` and, when enabled, ``default``), and where known
+        ``spec.validateRegex`` and ``detect.regex``.
+        """
+        info: dict[str, Any] = {
+            "id": self.prefix,
+            "displayName": self.display_name,
+            "repo": {
+                "label": self.repo_label or self.display_name,
+                "placeholder": self.repo_placeholder,
+                "urlEncode": self.url_encode,
+            },
+            "ref": {"enabled": self.ref_enabled},
+        }
+        if self.ref_enabled:
+            info["ref"]["default"] = self.default_ref
+        if self.spec_regex:
+            info["spec"] = {"validateRegex": self.spec_regex}
+        if self.detect_regex:
+            info["detect"] = {"regex": self.detect_regex}
+        return info

@@ -1,27 +1,129 @@
-"""The configured set of repository providers, looked up by spec prefix."""
+"""The configured set of repository providers, looked up by spec prefix, and the
+operator's policy on which specs may be built and with which options."""
 
 from __future__ import annotations
 
-from traitlets import Dict, Type
+import re
+from typing import Any
+
+from traitlets import Dict, List, Type, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from ..errors import UnknownProvider
+from ..errors import Forbidden, UnknownProvider
 from .base import RepoProvider, RepoSpec
+from .ckan import CKANRepoProvider
+from .dataverse import DataverseRepoProvider
+from .figshare import FigshareRepoProvider
+from .gist import GistRepoProvider
 from .git import GitRepoProvider
+from .github import GitHubRepoProvider
+from .gitlab import GitLabRepoProvider
+from .hydroshare import HydroShareRepoProvider
+from .zenodo import ZenodoRepoProvider
+
+DEFAULT_PROVIDERS: dict[str, type[RepoProvider]] = {
+    "gh": GitHubRepoProvider,
+    "gist": GistRepoProvider,
+    "git": GitRepoProvider,
+    "gl": GitLabRepoProvider,
+    "zenodo": ZenodoRepoProvider,
+    "figshare": FigshareRepoProvider,
+    "hydroshare": HydroShareRepoProvider,
+    "dataverse": DataverseRepoProvider,
+    "ckan": CKANRepoProvider,
+}
+
+
+def _compile(patterns: list[str], name: str) -> list[re.Pattern[str]]:
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern, re.IGNORECASE))
+        except re.error as error:
+            raise ValueError(f"{name}: {pattern!r} is not a regular expression: {error}") from None
+    return compiled
 
 
 class RepoProviderCatalog(LoggingConfigurable):
-    """Maps spec prefixes (``gh``, ``git``, ...) to configured provider instances."""
+    """Maps spec prefixes (``gh``, ``git``, ...) to configured provider instances.
+
+    It also applies the operator's policy before anything is resolved:
+    ``banned_specs`` and ``allowed_specs`` decide which specs may be built at
+    all, ``spec_config`` gives per-repository options (:meth:`spec_options`).
+    Patterns are case-insensitive regular expressions matched (``re.match``,
+    so anchored at the start) against ``<prefix>/<spec>``, both as requested
+    and in the provider's canonical form (see
+    :meth:`RepoProvider.canonical_spec`), e.g. ``gh/binder-examples/.*``.
+    """
 
     provider_classes = Dict(
         value_trait=Type(klass=RepoProvider),
-        default_value={"git": GitRepoProvider},
+        default_value=DEFAULT_PROVIDERS,
         help="""Provider class for each spec prefix, like BinderHub's ``repo_providers``.
 
-        Remove an entry to disable that provider, or map a prefix to your own
+        Default: ``gh``, ``gist``, ``git``, ``gl``, ``zenodo``, ``figshare``,
+        ``hydroshare``, ``dataverse`` and ``ckan``. Assign a dict without an
+        entry to disable that provider, e.g. ``{"gh": GitHubRepoProvider}`` for
+        GitHub only, or map a prefix to your own
         :class:`~binderhub_service.providers.RepoProvider` subclass.
         """,
     ).tag(config=True)
+
+    banned_specs = List(
+        Unicode(),
+        help="""Specs that are never built: regular expressions matched against ``<prefix>/<spec>``.
+
+        Case-insensitive, anchored at the start. Example:
+        ``["gh/evil-org/.*", "git/.*"]``. A banned spec is refused with 403 and
+        ``banned_spec_message`` before any upstream host is contacted. Default: none.
+        """,
+    ).tag(config=True)
+
+    allowed_specs = List(
+        Unicode(),
+        help="""If not empty, only specs matching one of these regular expressions are built.
+
+        Same matching as ``banned_specs`` (which still applies). Example:
+        ``["gh/my-org/.*", "zenodo/.*"]``. Default: empty, everything not banned is allowed.
+        """,
+    ).tag(config=True)
+
+    banned_spec_message = Unicode(
+        "This repository cannot be built by this service.",
+        help="""Message shown to users whose spec is banned or not allowed.
+
+        Default: "This repository cannot be built by this service.". Example:
+        "Builds are limited to repositories of our organisation; see https://example.org/help".
+        """,
+    ).tag(config=True)
+
+    spec_config = List(
+        Dict(),
+        help="""Per-repository options, like BinderHub's ``spec_config``.
+
+        A list of ``{"pattern": REGEX, "config": {...}}``; the ``config`` of every
+        entry whose pattern matches ``<prefix>/<spec>`` (as ``banned_specs``)
+        is merged, later entries winning. Example:
+        ``[{"pattern": "gh/my-org/.*", "config": {"quota": 100, "priority": 10}}]``.
+        Default: none.
+        """,
+    ).tag(config=True)
+
+    @validate("banned_specs", "allowed_specs")
+    def _valid_patterns(self, proposal: Any) -> list[str]:
+        _compile(proposal["value"], proposal["trait"].name)
+        return proposal["value"]
+
+    @validate("spec_config")
+    def _valid_spec_config(self, proposal: Any) -> list[dict[str, Any]]:
+        for item in proposal["value"]:
+            if not isinstance(item.get("pattern"), str) or not isinstance(item.get("config"), dict):
+                raise ValueError(
+                    'spec_config entries are {"pattern": "<regex>", "config": {...}}; '
+                    f"got {item!r}"
+                )
+            _compile([item["pattern"]], "spec_config")
+        return proposal["value"]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -39,6 +141,41 @@ class RepoProviderCatalog(LoggingConfigurable):
             ) from None
 
     def parse(self, prefix: str, spec: str) -> tuple[RepoProvider, RepoSpec]:
-        """Find the provider for ``prefix`` and let it validate ``spec``."""
+        """Find the provider for ``prefix``, let it validate ``spec`` and apply the policy.
+
+        Raises :class:`~binderhub_service.errors.Forbidden` for a banned (or
+        not allowed) spec. Nothing here contacts an upstream host.
+        """
         provider = self.get(prefix)
-        return provider, provider.parse(spec)
+        repo = provider.parse(spec)
+        self.check_allowed(prefix, repo)
+        return provider, repo
+
+    def check_allowed(self, prefix: str, repo: RepoSpec) -> None:
+        """Raise :class:`~binderhub_service.errors.Forbidden` unless the policy allows ``repo``."""
+        forms = self._forms(prefix, repo)
+        banned = _compile(self.banned_specs, "banned_specs")
+        allowed = _compile(self.allowed_specs, "allowed_specs")
+        refused = any(p.match(form) for p in banned for form in forms) or (
+            bool(allowed) and not any(p.match(form) for p in allowed for form in forms)
+        )
+        if refused:
+            self.log.info("Refusing spec %s/%s by policy", prefix, repo.spec)
+            raise Forbidden(self.banned_spec_message)
+
+    def spec_options(self, prefix: str, spec: str) -> dict[str, Any]:
+        """The merged ``spec_config`` options for ``<prefix>/<spec>`` (``{}`` when none match)."""
+        forms = self._forms(prefix, self.get(prefix).parse(spec))
+        options: dict[str, Any] = {}
+        for item in self.spec_config:
+            pattern = re.compile(item["pattern"], re.IGNORECASE)
+            if any(pattern.match(form) for form in forms):
+                options.update(item["config"])
+        return options
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What ``api/repoproviders`` serves: one :meth:`RepoProvider.describe` per provider."""
+        return [provider.describe() for provider in self.providers.values()]
+
+    def _forms(self, prefix: str, repo: RepoSpec) -> tuple[str, ...]:
+        return (f"{prefix}/{repo.spec}", f"{prefix}/{self.get(prefix).canonical_spec(repo)}")

@@ -1,0 +1,57 @@
+"""Fake parts for in-process tests: no engine, no registry, no network."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from traitlets import Float, Int
+
+from binderhub_service.errors import BuildFailed
+from binderhub_service.events import BuildEvent, Phase
+from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFunc
+
+
+class FakeExecutor(BuildExecutor):
+    """Emits ``lines`` building events, ``pause`` seconds apart, then "pushes".
+
+    A repository URL containing ``fail`` fails; one containing ``hang`` never
+    ends until cancelled. Built images are remembered, as an engine would.
+    """
+
+    name = "fake"
+    lines = Int(3).tag(config=True)
+    pause = Float(0.0).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.images: set[str] = set()
+        self.runs: list[BuildRequest] = []
+        self.cancelled: list[str] = []
+
+    async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
+        self.runs.append(request)
+        try:
+            emit(BuildEvent(Phase.FETCHING, f"Fetching {request.repo_url}"))
+            for i in range(self.lines):
+                emit(BuildEvent(Phase.BUILDING, f"line {i}"))
+                if self.pause:
+                    await asyncio.sleep(self.pause)
+            if "hang" in request.repo_url:
+                await asyncio.Event().wait()
+            if "fail" in request.repo_url:
+                raise BuildFailed("the Dockerfile failed")
+            emit(BuildEvent(None, "a line without a phase"))
+        except asyncio.CancelledError:
+            self.cancelled.append(request.build_id)
+            raise
+        self.images.add(request.image_name)
+
+    async def has_image(self, image_name: str) -> bool:
+        return image_name in self.images
+
+    async def health(self) -> dict[str, Any]:
+        return {"fake": True}
+
+    def builder_version(self) -> str:
+        return "0.0-fake"
