@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,15 @@ def build_spec(repo: str, ref: str = "", provider: str = "git") -> str:
     if provider == "git":
         return f"git/{urllib.parse.quote(repo, safe='')}/{urllib.parse.quote(ref, safe='')}"
     return f"{provider}/{repo.strip('/')}/{urllib.parse.quote(ref, safe='')}"
+
+
+def image_name_regex(image_prefix: str) -> str:
+    """A regex matching exactly the image names this service makes with ``image_prefix``.
+
+    For KubeSpawner's ``unlisted_choice.validation_regex``, so that users may
+    only pick images this service built (see :func:`binderhub_service.naming.image_name`).
+    """
+    return "^" + re.escape(image_prefix.lower()) + r"[a-z0-9-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
 class SSEParser:
