@@ -29,6 +29,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -36,8 +37,19 @@ from traitlets.config import LoggingConfigurable
 from .auth import ON_BEHALF_OF_ARGUMENT
 
 
-class ImageBuildError(Exception):
-    """The service did not produce an image; the message says why."""
+class ImageBuildError(web.HTTPError):
+    """The service did not produce an image; the message says why.
+
+    An HTTP error, so that JupyterHub shows the reason to the user (in the
+    spawn's progress and in its API's answer) rather than a generic error.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, message.replace("%", "%%"))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def build_spec(repo: str, ref: str = "", provider: str = "git") -> str:

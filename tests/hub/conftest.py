@@ -135,7 +135,7 @@ def hub_config(root: Path, port: int, admin_token: str, hook_token: str) -> str:
         c.JupyterHub.load_roles = [
             {{
                 "name": "binder-builders",
-                "scopes": {scopes + ["custom:binderhub-service:build"]!r},
+                "scopes": {[*scopes, "custom:binderhub-service:build"]!r},
                 "users": {[u for u, r in USERS.items() if r == "builder"]!r},
             }},
             {{
@@ -145,7 +145,7 @@ def hub_config(root: Path, port: int, admin_token: str, hook_token: str) -> str:
             }},
             {{
                 "name": "binder-spawn-hook",
-                "scopes": {scopes + ["custom:binderhub-service:admin"]!r},
+                "scopes": {[*scopes, "custom:binderhub-service:admin"]!r},
                 "services": ["spawn-hook"],
             }},
             {{

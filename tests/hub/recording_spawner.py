@@ -29,7 +29,7 @@ class RecordingSpawner(Spawner):
     image = Unicode("", help="The image the server would run.").tag(config=True)
     record_dir = Unicode(help="Directory the image names are written to.").tag(config=True)
 
-    _server: HTTPServer | None = None
+    _http: HTTPServer | None = None
 
     async def start(self) -> str:
         Path(self.record_dir, f"{self.user.name}.image").write_text(self.image)
@@ -37,14 +37,14 @@ class RecordingSpawner(Spawner):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         app = web.Application([(r"(.*)", _Answer, {"image": self.image})])
-        self._server = HTTPServer(app)
-        self._server.listen(port, "127.0.0.1")
+        self._http = HTTPServer(app)
+        self._http.listen(port, "127.0.0.1")
         return f"http://127.0.0.1:{port}"
 
     async def poll(self) -> int | None:
-        return None if self._server is not None else 0
+        return None if self._http is not None else 0
 
     async def stop(self, now: bool = False) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
