@@ -161,6 +161,7 @@ def start_service(root: Path, registry: Registry) -> ServiceProcess:
                 "c.BinderHubService.ip = '127.0.0.1'",
                 f"c.BinderHubService.port = {port}",
                 "c.BinderHubService.base_url = '/'",
+                "c.BinderHubService.auth_enabled = False",
                 f"c.LocalDockerExecutor.repo2docker_config_file = {str(R2D_CONFIG)!r}",
                 f"c.DockerRegistry.url = {registry.url!r}",
             ]

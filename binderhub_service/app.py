@@ -16,15 +16,19 @@ from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
 from traitlets.config import Application, catch_config_error
 
 from . import __version__
+from .auth import AuthConfigError, ServiceAuth
+from .build_requests import BuildRequests
 from .builds import BuildManager
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .images import ImageLookup
+from .limits import UserLimits
 from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .registry import DockerRegistry
@@ -160,6 +164,15 @@ class BinderHubService(Application):
         stays). 0 keeps logs forever. Default 30.""",
     ).tag(config=True)
 
+    auth_enabled = Bool(
+        True,
+        help="""Authenticate every request with the JupyterHub this service belongs to (hub
+        tokens, OAuth login) and authorise by hub scopes (see ``ServiceAuth``). Default on:
+        it needs the ``JUPYTERHUB_*`` environment JupyterHub gives a managed service, and
+        the service refuses to start without it. Set False to run without authentication
+        (anyone who reaches the service may build; a warning is logged at start).""",
+    ).tag(config=True)
+
     tornado_settings = Dict(
         help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
     ).tag(config=True)
@@ -172,6 +185,8 @@ class BinderHubService(Application):
         LocalDockerExecutor,
         RepoProviderCatalog,
         *DEFAULT_PROVIDERS.values(),
+        ServiceAuth,
+        UserLimits,
     ]
 
     @default("log_level")
@@ -188,6 +203,7 @@ class BinderHubService(Application):
             return
         self.load_config_file(self.config_file)
         self.init_logging()
+        self.init_auth()
         self.init_registry()
         self.init_executor()
         self.init_providers()
@@ -204,6 +220,19 @@ class BinderHubService(Application):
             logger.propagate = True
             logger.parent = self.log
             logger.setLevel(self.log.level)
+
+    def init_auth(self) -> None:
+        try:
+            self.auth = ServiceAuth(parent=self, enabled=self.auth_enabled, base_url=self.base_url)
+        except AuthConfigError as e:
+            self.log.critical("%s", e)
+            self.exit(1)
+        if not self.auth_enabled:
+            self.log.warning(
+                "Authentication is off (auth_enabled = False): anyone who can reach this "
+                "service can build images. Limits apply per client address."
+            )
+        self.user_limits = UserLimits(parent=self)
 
     def init_registry(self) -> None:
         self.registry = DockerRegistry(parent=self)
@@ -245,23 +274,23 @@ class BinderHubService(Application):
             "builder": f"repo2docker {self.executor.builder_version()}",
             "binderhub-service": __version__,
         }
+        requests = BuildRequests(
+            manager=self.build_manager,
+            catalog=self.catalog,
+            images=self.image_lookup,
+            image_prefix=self.image_prefix,
+            push=self.use_registry,
+            user_limits=self.user_limits,
+        )
         build_args = {
-            "manager": self.build_manager,
-            "catalog": self.catalog,
-            "images": self.image_lookup,
-            "image_prefix": self.image_prefix,
-            "push": self.use_registry,
+            "requests": requests,
             "keepalive_interval": self.keepalive_interval,
             "base_url": base,
         }
         api = ApiContext(
-            manager=self.build_manager,
-            catalog=self.catalog,
-            images=self.image_lookup,
+            requests=requests,
             store=self.store,
             recorder=self.recorder,
-            image_prefix=self.image_prefix,
-            push=self.use_registry,
             keepalive_interval=self.keepalive_interval,
             base_url=base,
         )
@@ -273,7 +302,18 @@ class BinderHubService(Application):
             (base + "versions", VersionsHandler, {"versions": versions}),
             (base + "metrics", MetricsHandler),
         ]
-        settings = {"log_function": log_request, **self.tornado_settings}
+        if self.auth.hub_auth is not None:
+            handlers += [
+                (base + "oauth_callback", OAuthCallbackHandler, {"hub_auth": self.auth.hub_auth}),
+                (base + "login", LoginHandler),
+            ]
+        settings = {
+            "log_function": log_request,
+            "service_auth": self.auth,
+            "user_limits": self.user_limits,
+            **self.auth.tornado_settings(),
+            **self.tornado_settings,
+        }
         self.tornado_app = web.Application(handlers, **settings)
 
     def start(self) -> None:

@@ -72,9 +72,12 @@ class Build:
         requester: str | None = None,
         spec: str = "",
         observers: Sequence[BuildObserver] = (),
+        limit_key: str | None = None,
     ) -> None:
         self.request = request
         self.requester = requester
+        # What per-user limits count this build against (the user, or a client address).
+        self.limit_key = limit_key or requester
         self.spec = spec
         self.observers = tuple(observers)
         self._state = BuildState.QUEUED
@@ -190,6 +193,10 @@ class BuildManager(LoggingConfigurable):
                 return build
         return None
 
+    def count_unfinished(self, limit_key: str) -> int:
+        """How many builds started under ``limit_key`` are queued or running."""
+        return sum(1 for b in self._builds.values() if b.limit_key == limit_key and not b.done)
+
     def request_build(
         self,
         *,
@@ -199,6 +206,7 @@ class BuildManager(LoggingConfigurable):
         image_name: str,
         push: bool,
         requester: str | None = None,
+        limit_key: str | None = None,
         spec: str = "",
         content_providers: tuple[str, ...] = (),
         git_credential: str | None = None,
@@ -217,7 +225,13 @@ class BuildManager(LoggingConfigurable):
             content_providers=content_providers,
             git_credential=git_credential,
         )
-        build = Build(request, requester=requester, spec=spec, observers=self.observers)
+        build = Build(
+            request,
+            requester=requester,
+            spec=spec,
+            observers=self.observers,
+            limit_key=limit_key,
+        )
         self._builds[image_name] = build
         if self._running < self.max_concurrent_builds:
             build.append(BuildEvent(Phase.WAITING, "Waiting for build to start..."))

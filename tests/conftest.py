@@ -239,6 +239,7 @@ def service_factory(
             f"c.BinderHubService.port = {port}",
             f"c.BinderHubService.base_url = {base_url!r}",
             f"c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}",
+            "c.BinderHubService.auth_enabled = False",
         ]
         if registry is not None:
             lines.append(f"c.DockerRegistry.url = {registry.url!r}")

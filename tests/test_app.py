@@ -49,6 +49,7 @@ async def start_app() -> AsyncIterator[Callable[..., RunningApp]]:
         config = Config()
         config.BinderHubService.executor_class = FakeExecutor
         config.BinderHubService.config_file = "/nonexistent/binderhub_service_config.py"
+        config.BinderHubService.auth_enabled = False
         for key, value in settings.items():
             cls, _, name = key.partition("__")
             config[cls][name] = value

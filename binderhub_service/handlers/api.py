@@ -17,11 +17,8 @@ from typing import Any
 
 from tornado import web
 
-from ..builds import BuildManager
+from ..build_requests import BuildRequests
 from ..errors import ServiceError, UnknownProvider
-from ..images import ImageLookup
-from ..naming import image_name
-from ..providers.catalog import RepoProviderCatalog
 from ..store import BuildFilter, BuildRecorder, Store
 from ..store.models import BuildRecord
 from ..store.records import build_json, image_json
@@ -35,13 +32,9 @@ from .sse import EventStreamHandler
 class ApiContext:
     """What the API handlers work with."""
 
-    manager: BuildManager
-    catalog: RepoProviderCatalog
-    images: ImageLookup
+    requests: BuildRequests
     store: Store
     recorder: BuildRecorder
-    image_prefix: str
-    push: bool
     keepalive_interval: float
     base_url: str
     cancel_timeout: float = 60.0
@@ -60,6 +53,7 @@ class ApiHandler(BaseHandler):
 
     def initialize(self, *, context: ApiContext) -> None:
         self.ctx = context
+        self.manager = context.requests.manager
 
     @property
     def visible_to(self) -> str | None:
@@ -106,23 +100,24 @@ class BuildsHandler(ApiHandler):
 
     async def post(self) -> None:
         prefix, spec = api_input.build_request(api_input.json_object(self.request.body))
+        requests = self.ctx.requests
+        identity = self.current_identity()
+        requests.authorize(identity)
         try:
-            provider, repo = self.ctx.catalog.parse(prefix, spec)
+            target = await requests.resolve(prefix, spec)
         except UnknownProvider as e:
             raise api_input.InvalidInput(e.message) from None
-        resolved_ref = await provider.resolve_ref(repo)
-        name = image_name(self.ctx.image_prefix, repo.slug, resolved_ref)
-        user = self.current_identity().name
+        user = identity.name
         store, recorder = self.ctx.store, self.ctx.recorder
 
-        build = self.ctx.manager.find(name)
+        build = self.manager.find(target.image_name)
         if build is not None and not build.done:
             await recorder.flush()
             await store.add_requester(build.id, user)
             self.write_json(build_json(await self._record(build.id)), status=202)
             return
-        if await self.ctx.images.has_image(name):
-            record = await store.latest_build(name, "succeeded", self.visible_to)
+        if await requests.image_exists(target):
+            record = await store.latest_build(target.image_name, "succeeded", self.visible_to)
             if record is None:
                 build_id = uuid.uuid4().hex
                 await recorder.record_found_image(
@@ -130,24 +125,14 @@ class BuildsHandler(ApiHandler):
                     requester=user,
                     provider=prefix,
                     spec=spec,
-                    repo_url=repo.repo_url,
-                    ref=resolved_ref,
-                    image_name=name,
+                    repo_url=target.repo.repo_url,
+                    ref=target.resolved_ref,
+                    image_name=target.image_name,
                 )
                 record = await self._record(build_id)
             self.write_json(build_json(record), status=200)
             return
-        build = self.ctx.manager.request_build(
-            provider=prefix,
-            repo_url=repo.repo_url,
-            ref=resolved_ref,
-            image_name=name,
-            push=self.ctx.push,
-            requester=user,
-            spec=spec,
-            content_providers=tuple(provider.repo2docker_content_providers()),
-            git_credential=provider.git_credentials(repo),
-        )
+        build = requests.start(target, identity)
         await recorder.flush()
         self.write_json(build_json(await self._record(build.id)), status=202)
 
@@ -180,10 +165,10 @@ async def cancel(handler: ApiHandler, build_id: str) -> None:
     identity = handler.current_identity()
     if not identity.is_admin and record.requester != identity.name:
         raise ServiceError("Only the user who started a build can cancel it.", 403)
-    build = handler.ctx.manager.get(build_id)
+    build = handler.manager.get(build_id)
     if build is None or build.done:
         raise Conflict(f"Build {build_id} has already ended ({record.state}).")
-    handler.ctx.manager.cancel(build)
+    handler.manager.cancel(build)
     async with asyncio.timeout(handler.ctx.cancel_timeout):
         async for _ in build.stream(len(build.frames), keepalive=handler.ctx.cancel_timeout):
             pass
@@ -201,7 +186,7 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
         await self.visible_build(build_id)
         offset = self.last_event_id() or 0
         self.start_stream()
-        build = self.ctx.manager.get(build_id)
+        build = self.manager.get(build_id)
         if build is not None:
             async for chunk in build.stream(offset, keepalive=self.ctx.keepalive_interval):
                 await self.send(chunk)
@@ -280,7 +265,7 @@ class OpenApiHandler(ApiHandler):
 class ApiNotFoundHandler(BaseHandler):
     """Any other path under ``api/v1/``: a JSON 404."""
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise web.HTTPError(404, "No such API route.")
 
 

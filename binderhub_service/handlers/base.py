@@ -1,43 +1,90 @@
-"""The base of every handler: error responses in one place."""
+"""The base of every handler: identity, limits and error responses in one place."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
 
+from jupyterhub.services.auth import HubAuthenticated, HubOAuth
 from tornado import web
 
-from ..errors import ServiceError
-from ..store.records import ANONYMOUS
+from ..auth import Identity, ServiceAuth, anonymous_identity
+from ..errors import Forbidden, ServiceError
+from ..limits import RateLimited, UserLimits
 
 
-class Identity(NamedTuple):
-    """Who is asking: a user name (``anonymous`` when authentication is off) and admin rights."""
-
-    name: str
-    is_admin: bool
-
-
-class BaseHandler(web.RequestHandler):
+class BaseHandler(HubAuthenticated, web.RequestHandler):
     """JSON errors for API routes; :class:`ServiceError` maps to its status.
 
-    :meth:`current_identity` is the one place that says who is asking.
+    Every route is authenticated by the hub unless :meth:`auth_required` says
+    otherwise: :meth:`prepare` resolves the identity (a hub token, or a login
+    cookie with its XSRF token) and counts the request against the user's rate
+    limit. API routes refuse anonymous requests with 403; browser pages
+    (``browser_page = True``) redirect them to the hub's login instead.
+
+    The application puts its :class:`ServiceAuth` and :class:`UserLimits` in the
+    Tornado settings (``service_auth``, ``user_limits``); without them every
+    request is anonymous and unlimited.
     """
 
-    def current_user_name(self) -> str | None:
-        """The authenticated user's name; None when authentication is off."""
-        return None
+    browser_page = False
 
-    def current_user_is_admin(self) -> bool:
-        """Whether the authenticated user may see and manage everyone's records."""
-        return False
-
-    def current_identity(self) -> Identity:
-        name = self.current_user_name()
-        return Identity(name or ANONYMOUS, name is not None and self.current_user_is_admin())
+    _identity: Identity | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+
+    @property
+    def service_auth(self) -> ServiceAuth | None:
+        return self.settings.get("service_auth")
+
+    @property
+    def user_limits(self) -> UserLimits | None:
+        return self.settings.get("user_limits")
+
+    @property
+    def hub_auth(self) -> HubOAuth | None:
+        return self.service_auth.hub_auth if self.service_auth else None
+
+    def auth_required(self) -> bool:
+        """Whether this route needs an authenticated, authorised identity."""
+        return True
+
+    async def prepare(self) -> None:
+        if not self.auth_required():
+            return
+        if self.service_auth is None:
+            self._identity = anonymous_identity(self.request.remote_ip)
+        else:
+            self._identity = await self.service_auth.authenticate(self, api=not self.browser_page)
+        if self._identity is None:
+            if self.browser_page:
+                self.redirect(self.get_login_url())
+                return
+            raise Forbidden(
+                "Authentication required: send a hub token (Authorization: token <token>) "
+                "or log in through the hub."
+            )
+        if self.user_limits is not None:
+            self.user_limits.check_rate(self._identity.limit_key)
+
+    @property
+    def identity(self) -> Identity:
+        """The identity :meth:`prepare` resolved (anonymous on open routes)."""
+        if self._identity is None:
+            return anonymous_identity(self.request.remote_ip)
+        return self._identity
+
+    def current_identity(self) -> Identity:
+        """Who is asking; builds and saved images are recorded under ``.name``.
+
+        Without authentication everyone is the one user ``anonymous`` (limits
+        still count by client address) and nobody is an admin.
+        """
+        return self.identity
+
+    def get_current_user(self) -> Identity | None:
+        return self._identity
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -53,6 +100,8 @@ class BaseHandler(web.RequestHandler):
                 message = error.message
             elif isinstance(error, web.HTTPError) and error.log_message:
                 message = error.log_message % error.args if error.args else error.log_message
+            if isinstance(error, RateLimited):
+                self.set_header("Retry-After", str(error.retry_after))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from ..builds import Build, BuildManager
+from ..build_requests import BuildRequests
+from ..builds import Build
 from ..errors import InvalidSpec, ServiceError
 from ..events import failed, ready
-from ..images import ImageLookup
-from ..metrics import IMAGE_FOUND_COUNT
-from ..naming import image_name
-from ..providers.catalog import RepoProviderCatalog
 from .accept import accepts_event_stream
 from .sse import EventStreamHandler
 
@@ -21,22 +18,10 @@ class BuildHandler(EventStreamHandler):
     """
 
     def initialize(
-        self,
-        *,
-        manager: BuildManager,
-        catalog: RepoProviderCatalog,
-        images: ImageLookup,
-        image_prefix: str,
-        push: bool,
-        keepalive_interval: float,
-        base_url: str,
+        self, *, requests: BuildRequests, keepalive_interval: float, base_url: str
     ) -> None:
         self.build_path = base_url + "build/"
-        self.manager = manager
-        self.catalog = catalog
-        self.images = images
-        self.image_prefix = image_prefix
-        self.push = push
+        self.requests = requests
         self.keepalive_interval = keepalive_interval
 
     def raw_spec(self) -> tuple[str, str]:
@@ -70,26 +55,13 @@ class BuildHandler(EventStreamHandler):
                 "This service only builds images: add build_only=true to the request. "
                 "Servers are started by JupyterHub."
             )
-        prefix, raw_spec = self.raw_spec()
-        provider, repo = self.catalog.parse(prefix, raw_spec)
-        resolved_ref = await provider.resolve_ref(repo)
-        name = image_name(self.image_prefix, repo.slug, resolved_ref)
-
-        build = self.manager.find(name)
+        identity = self.current_identity()
+        self.requests.authorize(identity)
+        target = await self.requests.resolve(*self.raw_spec())
+        build = self.requests.manager.find(target.image_name)
         if build is not None and (not build.done or self.last_event_id() is not None):
             return build
-        if await self.images.has_image(name):
-            IMAGE_FOUND_COUNT.labels(provider=prefix).inc()
-            await self.send_event(ready(name, "Done! Found built image"))
+        if await self.requests.image_exists(target):
+            await self.send_event(ready(target.image_name, "Done! Found built image"))
             return None
-        return self.manager.request_build(
-            provider=prefix,
-            repo_url=repo.repo_url,
-            ref=resolved_ref,
-            image_name=name,
-            push=self.push,
-            requester=self.current_identity().name,
-            spec=raw_spec,
-            content_providers=tuple(provider.repo2docker_content_providers()),
-            git_credential=provider.git_credentials(repo),
-        )
+        return self.requests.start(target, identity)

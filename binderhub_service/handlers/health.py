@@ -14,6 +14,9 @@ class HealthHandler(BaseHandler):
     def initialize(self, *, checker: HealthChecker) -> None:
         self.checker = checker
 
+    def auth_required(self) -> bool:
+        return False
+
     async def get(self) -> None:
         status = await self.checker.status()
         self.write_json(status, status=200 if status["ok"] else 503)
@@ -29,12 +32,18 @@ class VersionsHandler(BaseHandler):
     def initialize(self, *, versions: dict[str, str]) -> None:
         self.versions = versions
 
+    def auth_required(self) -> bool:
+        return False
+
     def get(self) -> None:
         self.write_json(self.versions)
 
 
 class MetricsHandler(BaseHandler):
     """``GET metrics``: Prometheus exposition format."""
+
+    def auth_required(self) -> bool:
+        return self.service_auth is not None and self.service_auth.metrics_auth_required
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

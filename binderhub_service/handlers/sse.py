@@ -5,7 +5,8 @@ from __future__ import annotations
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..events import BuildEvent, sse_frame
+from ..errors import ServiceError
+from ..events import BuildEvent, failed, sse_frame
 from .base import BaseHandler
 
 
@@ -13,8 +14,18 @@ class EventStreamHandler(BaseHandler):
     """A handler whose response is an event stream.
 
     :meth:`send` turns a closed connection into :class:`tornado.web.Finish`, so
-    a departed client ends only its own request.
+    a departed client ends only its own request. Refusals before the stream
+    starts (authentication, rate limit) are ``failed`` events with the status
+    code, never a redirect.
     """
+
+    async def prepare(self) -> None:
+        try:
+            await super().prepare()
+        except ServiceError as e:
+            self.start_stream()
+            await self.send_event(failed(e.message, e.status_code))
+            self.finish()
 
     def start_stream(self) -> None:
         self.set_header("Content-Type", "text/event-stream")

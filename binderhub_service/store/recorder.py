@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Float, Instance, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..auth import ANONYMOUS
 from ..events import BuildEvent, ready
-from .records import ANONYMOUS
 from .store import Store
 
 if TYPE_CHECKING:

@@ -7,9 +7,6 @@ from typing import Any
 
 from .models import BuildRecord, SavedImage
 
-# The requester recorded when authentication is off.
-ANONYMOUS = "anonymous"
-
 
 def isotime(timestamp: float | None) -> str | None:
     """Seconds since the epoch as an ISO 8601 UTC time, e.g. ``2025-01-31T12:00:00.5Z``."""

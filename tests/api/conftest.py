@@ -24,6 +24,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from binderhub_service.app import BinderHubService
+from binderhub_service.auth import Identity
 from binderhub_service.handlers.base import BaseHandler
 from tests.fakes import FakeExecutor
 
@@ -60,11 +61,17 @@ class HeaderIdentity(BaseHandler):
     service itself never reads these headers.
     """
 
-    def current_user_name(self) -> str | None:
-        return self.request.headers.get("X-Test-User")
-
-    def current_user_is_admin(self) -> bool:
-        return self.request.headers.get("X-Test-Admin") == "1"
+    def current_identity(self) -> Identity:
+        name = self.request.headers.get("X-Test-User")
+        if name is None:
+            return super().current_identity()
+        return Identity(
+            name=name,
+            kind="user",
+            is_admin=self.request.headers.get("X-Test-Admin") == "1",
+            can_build=True,
+            limit_key=f"user:{name}",
+        )
 
 
 def with_header_identity(routes: list[Any]) -> list[Any]:
