@@ -129,6 +129,7 @@ def make_service(db_url: str, tmp_path: Path, *config_lines: str) -> BinderHubSe
             [
                 "from tests.fakes import FakeExecutor",
                 "c.BinderHubService.executor_class = FakeExecutor",
+                "c.BinderHubService.auth_enabled = False",
                 f"c.BinderHubService.db_url = {db_url!r}",
                 f"c.BinderHubService.data_dir = {str(tmp_path / 'data')!r}",
                 "c.BuildRecorder.flush_interval = 0.05",
