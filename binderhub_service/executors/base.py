@@ -100,4 +100,3 @@ class BuildExecutor(LoggingConfigurable):
 
     async def shutdown(self) -> None:
         """Release what the executor holds (clients, sessions)."""
-
