@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import NAMESPACE, EmulatorProxy, Kubelet, LogSource
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource
 from traitlets.config import Config
 
 from binderhub_service.errors import BuildFailed, ServiceError
