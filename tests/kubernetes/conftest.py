@@ -1,0 +1,5 @@
+"""Fixtures of the Kubernetes executor tests (defined in k8s_emulator)."""
+
+from k8s_emulator import assert_valid, core_api, emulator, executor, kubelet, pod_logs
+
+__all__ = ["assert_valid", "core_api", "emulator", "executor", "kubelet", "pod_logs"]

@@ -1,0 +1,287 @@
+"""Test helpers for the Kubernetes executor: manifest validation, an emulated API server."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import kmock as kmock_module
+import kubernetes_validate
+import pytest
+import yarl
+from aiohttp import web
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+from kubernetes_asyncio.client.exceptions import ApiException
+from multidict import MultiDict
+
+from binderhub_service.executors.kubernetes import KubernetesExecutor
+
+KUBERNETES_VERSION = kubernetes_validate.latest_version()
+NAMESPACE = "builds"
+
+
+@pytest.fixture
+def assert_valid() -> Callable[[dict[str, Any]], None]:
+    """Fail unless a manifest is valid (unknown fields rejected) for the newest Kubernetes."""
+
+    def check(manifest: dict[str, Any]) -> None:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+    return check
+
+
+class EmulatorProxy:
+    """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
+
+    It closes the emulator's one gap a client meets: the emulator takes a watch
+    only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
+    real API server accepts both), so the proxy lowercases that query value.
+    Tests make watches fail through it: ``fail_watches`` answers the next watch
+    requests with 500, ``expire_watches`` answers them with a 410 Gone event,
+    as an API server does when a resourceVersion is too old.
+    """
+
+    def __init__(self, upstream: yarl.URL) -> None:
+        self.upstream = upstream
+        self.fail_watches = 0
+        self.expire_watches = 0
+        self.watch_requests = 0
+        self.url = ""
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        query = MultiDict(request.query)
+        if query.get("watch", "").lower() == "true":
+            query["watch"] = "true"
+            self.watch_requests += 1
+            if self.fail_watches:
+                self.fail_watches -= 1
+                return web.json_response(_status(500, "InternalError"), status=500)
+            if self.expire_watches:
+                self.expire_watches -= 1
+                event = {"type": "ERROR", "object": _status(410, "Expired")}
+                return web.Response(text=json.dumps(event) + "\n", content_type="application/json")
+        url = self.upstream.with_path(request.path).with_query(query)
+        headers = {
+            key: value
+            for key, value in request.headers.items()
+            if key.lower() in ("content-type", "accept")
+        }
+        async with self._session.request(
+            request.method, url, data=await request.read(), headers=headers
+        ) as upstream:
+            response = web.StreamResponse(status=upstream.status)
+            response.content_type = upstream.content_type
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+
+def _status(code: int, reason: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": f"{reason} (injected by the test proxy)",
+    }
+
+
+class LogSource:
+    """A pod's container log, served line by line to every log request as it grows."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self.requests = 0
+        self._changed = asyncio.Condition()
+
+    async def write(self, *lines: str) -> None:
+        async with self._changed:
+            self.lines.extend(lines)
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        async with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def _has_more(self, sent: int) -> bool:
+        return self.closed or len(self.lines) > sent
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        self.requests += 1
+        sent = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(functools.partial(self._has_more, sent))
+                pending = self.lines[sent:]
+                closed = self.closed
+            for line in pending:
+                yield (line + "\n").encode()
+            sent += len(pending)
+            if closed and sent == len(self.lines):
+                return
+
+
+class Kubelet:
+    """Plays the kubelet: moves a pod through its phases by patching its status."""
+
+    def __init__(self, api: CoreV1Api, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    async def wait_for_pod(self, name: str, timeout: float = 5) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    pod = await self.api.read_namespaced_pod(name, self.namespace)
+                except ApiException as error:
+                    if error.status != 404:
+                        raise
+                else:
+                    return self.api.api_client.sanitize_for_serialization(pod)
+                await asyncio.sleep(0.02)
+
+    async def wait_for_deletion(self, name: str, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    await self.api.read_namespaced_pod(name, self.namespace)
+                except ApiException as error:
+                    if error.status == 404:
+                        return
+                    raise
+                await asyncio.sleep(0.02)
+
+    async def set_status(self, name: str, status: dict[str, Any]) -> None:
+        await self.api.patch_namespaced_pod_status(name, self.namespace, {"status": status})
+
+    async def pending(self, name: str, reason: str = "ContainerCreating") -> None:
+        await self.set_status(
+            name,
+            {
+                "phase": "Pending",
+                "containerStatuses": [_container({"waiting": {"reason": reason}})],
+            },
+        )
+
+    async def running(self, name: str, node: str = "node-1") -> None:
+        await self.set_status(
+            name,
+            {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "containerStatuses": [
+                    _container({"running": {"startedAt": "2026-01-01T00:00:00Z"}})
+                ],
+            },
+        )
+
+    async def terminated(
+        self, name: str, exit_code: int, reason: str = "", message: str = ""
+    ) -> None:
+        terminated: dict[str, Any] = {"exitCode": exit_code}
+        if reason:
+            terminated["reason"] = reason
+        if message:
+            terminated["message"] = message
+        await self.set_status(
+            name,
+            {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [_container({"terminated": terminated})],
+            },
+        )
+
+
+def _container(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "repo2docker",
+        "image": "quay.io/jupyterhub/repo2docker:2025.12.0",
+        "imageID": "",
+        "ready": "running" in state,
+        "restartCount": 0,
+        "state": state,
+    }
+
+
+@pytest.fixture
+async def emulator(kmock: kmock_module.KubernetesEmulator) -> AsyncIterator[EmulatorProxy]:
+    """The Kubernetes API server, emulated by kmock, behind the watch-fixing proxy."""
+    kmock.resources["v1/pods"] = kmock_module.ResourceInfo(namespaced=True, kind="Pod")
+    proxy = EmulatorProxy(kmock.url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+@pytest.fixture
+async def core_api(emulator: EmulatorProxy) -> AsyncIterator[CoreV1Api]:
+    """A real kubernetes_asyncio client of the emulated API server, for the test's side."""
+    configuration = Configuration(host=emulator.url)
+    async with ApiClient(configuration) as api_client:
+        yield CoreV1Api(api_client)
+
+
+@pytest.fixture
+def kubelet(core_api: CoreV1Api) -> Kubelet:
+    return Kubelet(core_api, NAMESPACE)
+
+
+@pytest.fixture
+def pod_logs(kmock: kmock_module.KubernetesEmulator) -> Callable[[str], LogSource]:
+    """``pod_logs(name)`` serves a pod's log (the emulator has none) from a :class:`LogSource`."""
+
+    def serve(name: str) -> LogSource:
+        source = LogSource()
+        kmock[f"get /api/v1/namespaces/{NAMESPACE}/pods/{name}/log"] << (lambda: source.stream())
+        return source
+
+    return serve
+
+
+@pytest.fixture
+async def executor(emulator: EmulatorProxy) -> AsyncIterator[KubernetesExecutor]:
+    """A Kubernetes executor talking to the emulated API server, with quick retries."""
+    executor = KubernetesExecutor(
+        api_url=emulator.url,
+        namespace=NAMESPACE,
+        watch_retry_delay=0.01,
+        watch_max_retry_delay=0.05,
+        watch_give_up_after=0.5,
+        log_drain_timeout=2,
+    )
+    try:
+        yield executor
+    finally:
+        await executor.shutdown()

@@ -1,0 +1,434 @@
+"""The Kubernetes executor against an emulated API server, through the real client.
+
+kmock's KubernetesEmulator stands in for the API server; each test plays the
+kubelet by patching the build pod's status and serves the pod's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from collections.abc import Callable
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import aiohttp
+import pytest
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource
+from traitlets.config import Config
+
+from binderhub_service.errors import BuildFailed, ServiceError
+from binderhub_service.events import BuildEvent, Phase
+from binderhub_service.executors.base import BuildRequest
+from binderhub_service.executors.kubernetes import KubernetesExecutor, RunningBuild
+from binderhub_service.executors.pod import (
+    BuildPodOptions,
+    build_pod_name,
+    make_build_pod,
+    pick_sticky_node,
+)
+
+REQUEST = BuildRequest(
+    build_id="b1",
+    provider="git",
+    repo_url="https://git.example.org/org/repo",
+    ref="0123456789abcdef0123456789abcdef01234567",
+    image_name="registry.example.org/binder/org-repo:0123456789ab",
+    push=True,
+)
+POD = build_pod_name(REQUEST.repo_url, REQUEST.ref)
+
+Logs = Callable[[str], LogSource]
+
+
+def r2d(message: str, phase: str | None = None) -> str:
+    line = {"message": message + "\n"}
+    if phase:
+        line["phase"] = phase
+    return json.dumps(line)
+
+
+class Recorder:
+    """Collects emitted events; lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[BuildEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: BuildEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    @property
+    def messages(self) -> list[str]:
+        return [event.message.rstrip("\n") for event in self.events]
+
+    async def wait_for(self, text: str, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while not any(text in message for message in self.messages):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_build_succeeds(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, assert_valid
+) -> None:
+    """A pod goes Pending -> Running -> Succeeded; the API server is emulated."""
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+
+    pod = await kubelet.wait_for_pod(POD)
+    assert_valid(pod)
+    assert pod["metadata"]["namespace"] == NAMESPACE
+    assert pod["metadata"]["labels"]["component"] == "binderhub-build"
+    await emit.wait_for("created")
+
+    await kubelet.pending(POD, "ContainerCreating")
+    await emit.wait_for("ContainerCreating")
+    await logs.write(r2d("Picked Git content provider.", "fetching"))
+    await kubelet.running(POD)
+    await emit.wait_for("Picked Git")
+    await logs.write(r2d("Step 1/3", "building"), "not json", r2d("Pushing", "pushing"))
+    await emit.wait_for("Pushing")
+    await logs.close()
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)
+
+    assert [(event.phase, event.message.rstrip("\n")) for event in emit.events] == [
+        (Phase.WAITING, f"Build pod {POD} created, waiting for it to start"),
+        (Phase.WAITING, "Waiting for the build pod to start"),
+        (Phase.WAITING, "Waiting for the build pod to start (ContainerCreating)"),
+        (Phase.FETCHING, f"Build pod {POD} started"),
+        (Phase.FETCHING, "Picked Git content provider."),
+        (Phase.BUILDING, "Step 1/3"),
+        (Phase.UNKNOWN, "not json"),
+        (Phase.PUSHING, "Pushing"),
+    ]
+    assert logs.requests == 1
+    await kubelet.wait_for_deletion(POD)
+
+
+async def test_build_fails_with_repo2docker_reason(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """A failed pod raises BuildFailed with repo2docker's reason; the API server is emulated."""
+    logs = pod_logs(POD)
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("Step 1/3", "building"), r2d("Error: no space left", "failed"))
+    await logs.close()
+    await kubelet.terminated(POD, 1, reason="Error")
+    with pytest.raises(BuildFailed, match="no space left"):
+        await asyncio.wait_for(run, 5)
+    await kubelet.wait_for_deletion(POD)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ({"phase": "Failed", "reason": "DeadlineExceeded"}, "time limit"),
+        (
+            {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "repo2docker",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+                    }
+                ],
+            },
+            "out of memory",
+        ),
+        (
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "repo2docker",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "InvalidImageName"}},
+                    }
+                ],
+            },
+            "could not start",
+        ),
+    ],
+)
+async def test_failure_reasons_from_pod_status(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, status: dict, reason: str
+) -> None:
+    """Without a repo2docker reason the pod status explains; the API server is emulated."""
+    logs = pod_logs(POD)
+    await logs.close()
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.set_status(POD, status)
+    with pytest.raises(BuildFailed, match=reason):
+        await asyncio.wait_for(run, 5)
+
+
+async def test_second_request_attaches_to_the_running_pod(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, emulator: EmulatorProxy
+) -> None:
+    """Create answers 409: the executor follows the existing pod; the API server is emulated."""
+    logs = pod_logs(POD)
+    first, second = Recorder(), Recorder()
+    run1 = asyncio.create_task(executor.run(REQUEST, first))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("first line", "fetching"))
+    await first.wait_for("first line")
+
+    other = KubernetesExecutor(api_url=emulator.url, namespace=NAMESPACE, parent=None)
+    try:
+        run2 = asyncio.create_task(other.run(REQUEST, second))
+        await second.wait_for("first line")
+        assert f"Attaching to build pod {POD}, already started" in second.messages
+        await logs.write(r2d("last line", "building"))
+        await logs.close()
+        await kubelet.terminated(POD, 0)
+        await asyncio.wait_for(asyncio.gather(run1, run2), 5)
+    finally:
+        await other.shutdown()
+    assert "last line" in first.messages
+    assert "last line" in second.messages
+    assert logs.requests == 2
+
+
+async def test_failed_pod_left_over_is_replaced(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, core_api
+) -> None:
+    """A failed pod kept for inspection does not fail a new build; the API server is emulated."""
+    executor.delete_finished_pods_after = 60
+    logs = pod_logs(POD)
+    await logs.close()
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.terminated(POD, 1)
+    with pytest.raises(BuildFailed):
+        await asyncio.wait_for(run, 5)
+    assert (await kubelet.wait_for_pod(POD))["status"]["phase"] == "Failed"
+
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await emit.wait_for("created")
+    pod = await kubelet.wait_for_pod(POD)
+    assert "status" not in pod
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)
+
+
+async def test_cancel_deletes_the_pod(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """Cancelling the build deletes its pod; the API server is emulated."""
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("building", "building"))
+    await emit.wait_for("building")
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    # Deleted before run() re-raised: no waiting needed.
+    assert await executor.find_running_builds() == []
+    await logs.close()
+
+
+async def test_timeout_deletes_the_pod(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """A caller's timeout deletes the pod; the API server is emulated."""
+    pod_logs(POD)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(executor.run(REQUEST, Recorder()), 0.5)
+    assert await executor.find_running_builds() == []
+
+
+async def test_pod_deleted_by_someone_else_fails_the_build(
+    executor: KubernetesExecutor, kubelet: Kubelet, core_api
+) -> None:
+    """The pod vanishing ends the build with a reason; the API server is emulated."""
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await core_api.delete_namespaced_pod(POD, NAMESPACE)
+    with pytest.raises(BuildFailed, match="deleted"):
+        await asyncio.wait_for(run, 5)
+
+
+async def test_reattach_after_restart(
+    emulator: EmulatorProxy, kubelet: Kubelet, pod_logs: Logs, core_api
+) -> None:
+    """A new executor finds the build pod and follows it to the end; the API server is emulated."""
+    logs = pod_logs(POD)
+    before = KubernetesExecutor(
+        api_url=emulator.url, namespace=NAMESPACE, extra_labels={"app.kubernetes.io/instance": "a"}
+    )
+    run = asyncio.create_task(before.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("before the restart", "building"))
+    # The service stops without cancelling its builds (a crash, a rolling update).
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    await before.shutdown()
+    await kubelet.wait_for_deletion(POD)
+
+    # The cancelled run deleted it; a crash would not: make the pod exist again.
+    after = KubernetesExecutor(
+        api_url=emulator.url, namespace=NAMESPACE, extra_labels={"app.kubernetes.io/instance": "a"}
+    )
+    try:
+        options = BuildPodOptions(
+            build_id="b1",
+            repo2docker=after.repo2docker_options(REQUEST),
+            namespace=NAMESPACE,
+            extra_labels={"app.kubernetes.io/instance": "a"},
+        )
+        await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+        await kubelet.running(POD)
+
+        builds = await after.find_running_builds()
+        assert builds == [
+            RunningBuild(
+                pod_name=POD,
+                build_id="b1",
+                repo_url=REQUEST.repo_url,
+                ref=REQUEST.ref,
+                image_name=REQUEST.image_name,
+                phase="Running",
+            )
+        ]
+        emit = Recorder()
+        reattached = asyncio.create_task(after.reattach(POD, emit))
+        await emit.wait_for("before the restart")
+        await logs.write(r2d("after the restart", "pushing"))
+        await logs.close()
+        await kubelet.terminated(POD, 0)
+        await asyncio.wait_for(reattached, 5)
+        assert emit.messages[-2:] == ["before the restart", "after the restart"]
+    finally:
+        await after.shutdown()
+
+
+async def test_reattach_to_a_missing_pod_fails(executor: KubernetesExecutor) -> None:
+    """Reattaching to a pod that is gone fails the build; the API server is emulated."""
+    with pytest.raises(BuildFailed, match="deleted"):
+        await executor.reattach(POD, Recorder())
+
+
+@pytest.mark.parametrize("failure", ["fail_watches", "expire_watches"])
+async def test_watch_errors_recover(
+    executor: KubernetesExecutor,
+    kubelet: Kubelet,
+    pod_logs: Logs,
+    emulator: EmulatorProxy,
+    failure: str,
+) -> None:
+    """Failed and expired watches are started again; the API server is emulated."""
+    logs = pod_logs(POD)
+    setattr(emulator, failure, 2)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("building", "building"))
+    await logs.close()
+    await emit.wait_for("building")
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)
+    assert getattr(emulator, failure) == 0
+    assert emulator.watch_requests >= 2
+
+
+async def test_watch_failing_for_too_long_fails_the_build(
+    executor: KubernetesExecutor, kubelet: Kubelet, emulator: EmulatorProxy
+) -> None:
+    """A watch that keeps failing fails the build instead of hanging; the API server is emulated."""
+    emulator.fail_watches = 10_000
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    with pytest.raises(BuildFailed, match="Lost track of the build"):
+        await asyncio.wait_for(run, 5)
+    assert emulator.watch_requests > 2
+
+
+async def test_sticky_builds_prefer_a_build_daemon_node(
+    executor: KubernetesExecutor, kubelet: Kubelet, core_api, assert_valid
+) -> None:
+    """Sticky builds pick among nodes running a build daemon; the API server is emulated."""
+    nodes = ["node-a", "node-b", "node-c"]
+    for node in nodes:
+        name = f"dind-{node}"
+        daemon = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NAMESPACE,
+                "labels": {"component": "binderhub-build-daemon"},
+            },
+            "spec": {"nodeName": node, "containers": [{"name": "dind", "image": "docker"}]},
+        }
+        await core_api.create_namespaced_pod(NAMESPACE, daemon)
+        await kubelet.set_status(name, {"phase": "Running"})
+    executor.sticky_builds = True
+    executor.build_daemon_label_selector = "component=binderhub-build-daemon"
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    pod = await kubelet.wait_for_pod(POD)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    assert_valid(pod)
+    preferred = pod["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    expected = pick_sticky_node(REQUEST.repo_url, nodes)
+    assert preferred[0]["preference"]["matchExpressions"][0]["values"] == [expected]
+
+
+async def test_health_and_versions(executor: KubernetesExecutor) -> None:
+    """Health lists pods in the namespace; the API server is emulated."""
+    assert await executor.health() == {"namespace": NAMESPACE}
+    assert executor.builder_version() == "2025.12.0"
+    executor.build_image = "registry.example.org:5000/r2d@sha256:abc"
+    assert executor.builder_version() == "sha256:abc"
+    executor.build_image = "registry.example.org:5000/r2d"
+    assert executor.builder_version() == "latest"
+    with pytest.raises(ServiceError, match="use_registry"):
+        await executor.has_image("anything")
+
+
+async def test_health_fails_when_the_api_server_does_not_answer() -> None:
+    """An API server that does not answer makes health raise."""
+    executor = KubernetesExecutor(api_url="http://127.0.0.1:9", namespace=NAMESPACE)
+    try:
+        with pytest.raises(aiohttp.ClientError):
+            await executor.health()
+    finally:
+        await executor.shutdown()
+
+
+def test_build_timeout_follows_the_build_manager() -> None:
+    config = Config()
+    config.BuildManager.build_timeout = 1234
+    assert KubernetesExecutor(config=config).build_timeout == 1234
+    assert KubernetesExecutor().build_timeout == 3600
+
+
+def test_registered_as_entry_point() -> None:
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    with pyproject.open("rb") as f:
+        executors = tomllib.load(f)["project"]["entry-points"]["binderhub_service.executors"]
+    entry_point = EntryPoint("kubernetes", executors["kubernetes"], "binderhub_service.executors")
+    assert entry_point.load() is KubernetesExecutor

@@ -1,0 +1,324 @@
+"""Build pod manifests, compared as dicts and validated against Kubernetes' schemas."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from binderhub_service.executors.pod import (
+    BuildPodOptions,
+    build_pod_labels,
+    build_pod_name,
+    label_selector,
+    label_value,
+    make_build_pod,
+    pick_sticky_node,
+)
+from binderhub_service.repo2docker import Repo2DockerOptions, build_args
+
+Validate = Callable[[dict[str, Any]], None]
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+R2D = Repo2DockerOptions(
+    repo_url="https://github.com/binder-examples/requirements",
+    ref="0123456789abcdef0123456789abcdef01234567",
+    image_name="registry.example.org/binder/requirements:0123456789ab",
+    push=True,
+)
+NAME = build_pod_name(R2D.repo_url, R2D.ref)
+TOLERATION = {
+    "key": "hub.jupyter.org/dedicated",
+    "operator": "Equal",
+    "value": "user",
+    "effect": "NoSchedule",
+}
+
+
+def minimal_pod() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": NAME,
+            "labels": {
+                "component": "binderhub-build",
+                "binderhub-service/build-id": "b1",
+                "app.kubernetes.io/name": "binderhub-service",
+                "app.kubernetes.io/component": "build",
+                "app.kubernetes.io/managed-by": "binderhub-service",
+            },
+            "annotations": {
+                "binderhub-service/repo": R2D.repo_url,
+                "binderhub-service/ref": R2D.ref,
+                "binderhub-service/image": R2D.image_name,
+                "binderhub-service/build-id": "b1",
+            },
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "repo2docker",
+                    "image": "quay.io/jupyterhub/repo2docker:2025.12.0",
+                    "args": ["jupyter-repo2docker", *build_args(R2D)],
+                    "env": [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}],
+                    "volumeMounts": [
+                        {"name": "docker-socket", "mountPath": "/var/run/docker.sock"}
+                    ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "docker-socket",
+                    "hostPath": {"path": "/var/run/dind/docker.sock", "type": "Socket"},
+                }
+            ],
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "tolerations": [],
+        },
+    }
+
+
+def test_minimal_pod(assert_valid: Validate) -> None:
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D))
+    assert pod == minimal_pod()
+    assert_valid(pod)
+
+
+def test_full_pod(assert_valid: Validate) -> None:
+    options = BuildPodOptions(
+        build_id="b1",
+        repo2docker=R2D,
+        image="quay.io/jupyterhub/repo2docker:2025.08.0",
+        command=("repo2docker",),
+        namespace="binder",
+        docker_socket_host_path="/run/dind/docker.sock",
+        registry_secret_name="bhs-registry",
+        env={"GIT_TERMINAL_PROMPT": "0"},
+        resources={"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+        node_selector={"pool": "builds"},
+        tolerations=(TOLERATION,),
+        active_deadline_seconds=3600,
+        run_as_user=1000,
+        run_as_group=1000,
+        supplemental_groups=(998,),
+        service_account_name="builder",
+        image_pull_secrets=("pull",),
+        extra_labels={"app.kubernetes.io/instance": "bhs", "component": "overridden"},
+        extra_annotations={"example.org/team": "data"},
+    )
+    pod = make_build_pod(options)
+    expected = minimal_pod()
+    expected["metadata"]["namespace"] = "binder"
+    expected["metadata"]["labels"]["app.kubernetes.io/instance"] = "bhs"
+    expected["metadata"]["annotations"]["example.org/team"] = "data"
+    spec = expected["spec"]
+    container = spec["containers"][0]
+    container["image"] = "quay.io/jupyterhub/repo2docker:2025.08.0"
+    container["args"][0] = "repo2docker"
+    container["env"] = [
+        {"name": "DOCKER_CONFIG", "value": "/etc/binderhub-service/docker"},
+        {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
+        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+    ]
+    container["volumeMounts"].append(
+        {"name": "docker-config", "mountPath": "/etc/binderhub-service/docker", "readOnly": True}
+    )
+    container["resources"] = {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+    spec["volumes"][0]["hostPath"]["path"] = "/run/dind/docker.sock"
+    spec["volumes"].append(
+        {
+            "name": "docker-config",
+            "secret": {
+                "secretName": "bhs-registry",
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            },
+        }
+    )
+    spec["securityContext"].update(
+        {"runAsUser": 1000, "runAsNonRoot": True, "runAsGroup": 1000, "supplementalGroups": [998]}
+    )
+    spec["tolerations"] = [TOLERATION]
+    spec["nodeSelector"] = {"pool": "builds"}
+    spec["activeDeadlineSeconds"] = 3600
+    spec["serviceAccountName"] = "builder"
+    spec["imagePullSecrets"] = [{"name": "pull"}]
+    assert pod == expected
+    assert_valid(pod)
+
+
+def test_sticky_node_adds_preferred_affinity_to_given_affinity(assert_valid: Validate) -> None:
+    given = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 10,
+                    "preference": {"matchExpressions": [{"key": "ssd", "operator": "Exists"}]},
+                }
+            ]
+        },
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 50,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"component": "binderhub-build"}},
+                    },
+                }
+            ]
+        },
+    }
+    options = BuildPodOptions(build_id="b1", repo2docker=R2D, affinity=given, sticky_node="node-2")
+    pod = make_build_pod(options)
+    preferred = pod["spec"]["affinity"]["nodeAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert preferred == [
+        given["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0],
+        {
+            "weight": 100,
+            "preference": {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-2"]}
+                ]
+            },
+        },
+    ]
+    assert pod["spec"]["affinity"]["podAntiAffinity"] == given["podAntiAffinity"]
+    # The options' own mapping is left as it was.
+    assert len(given["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]) == 1
+    assert_valid(pod)
+
+
+def test_sticky_node_alone(assert_valid: Validate) -> None:
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, sticky_node="n1"))
+    assert pod["spec"]["affinity"] == {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "preference": {
+                        "matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}
+                        ]
+                    },
+                }
+            ]
+        }
+    }
+    assert_valid(pod)
+
+
+def test_root_user_is_not_marked_non_root(assert_valid: Validate) -> None:
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, run_as_user=0))
+    assert pod["spec"]["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsUser": 0,
+        "runAsNonRoot": False,
+    }
+    assert_valid(pod)
+
+
+def test_arguments_come_from_the_repo2docker_module() -> None:
+    r2d = replace(R2D, push=False, config_file="/etc/r2d/config.py", extra_args=("--debug",))
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=r2d))
+    assert pod["spec"]["containers"][0]["args"] == ["jupyter-repo2docker", *build_args(r2d)]
+    assert pod["spec"]["containers"][0]["args"][-2:] == ["--", R2D.repo_url]
+
+
+def test_options_are_not_shared_with_the_manifest() -> None:
+    options = BuildPodOptions(
+        build_id="b1", repo2docker=R2D, tolerations=(TOLERATION,), node_selector={"a": "b"}
+    )
+    pod = make_build_pod(options)
+    pod["spec"]["tolerations"][0]["value"] = "changed"
+    pod["spec"]["nodeSelector"]["a"] = "changed"
+    assert options.tolerations[0]["value"] == "user"
+    assert options.node_selector == {"a": "b"}
+
+
+@pytest.mark.parametrize(
+    ("repo_url", "ref"),
+    [
+        ("https://github.com/binder-examples/requirements", "main"),
+        ("https://github.com/binder-examples/requirements.git", "main"),
+        ("git://127.0.0.1:9418/repo.git", "0" * 40),
+        ("https://gitlab.com/" + "Very_Long-Group/" * 10 + "Project.Name", "v1.0"),
+        ("https://example.org/", "x"),
+        ("https://example.org/___/---/", "refs/heads/ünïcode"),
+        ("file:///srv/repos/UPPER CASE repo", "HEAD"),
+    ],
+)
+def test_pod_name_is_a_dns_label(repo_url: str, ref: str) -> None:
+    name = build_pod_name(repo_url, ref)
+    assert DNS_1123_LABEL.match(name), name
+    assert len(name) <= 63
+    assert name.startswith("build-")
+    assert name == build_pod_name(repo_url, ref)
+
+
+def test_pod_name_is_readable_and_distinct() -> None:
+    name = build_pod_name("https://github.com/binder-examples/requirements", "main")
+    assert name.startswith("build-binder-examples-requirements-")
+    names = {
+        build_pod_name("https://github.com/binder-examples/requirements", "main"),
+        build_pod_name("https://github.com/binder-examples/requirements", "other"),
+        build_pod_name("https://gitlab.com/binder-examples/requirements", "main"),
+    }
+    assert len(names) == 3
+
+
+@pytest.mark.parametrize(
+    ("build_id", "expected"),
+    [
+        ("b1", "b1"),
+        ("4f1c2e7a-0b7d-4a36-9a11-3cfe5d7a9e10", "4f1c2e7a-0b7d-4a36-9a11-3cfe5d7a9e10"),
+        ("-weird/id with spaces-", "weird-id-with-spaces"),
+        ("x" * 80, "x" * 63),
+    ],
+)
+def test_label_value(build_id: str, expected: str) -> None:
+    assert label_value(build_id) == expected
+
+
+def test_label_selector_of_build_labels() -> None:
+    labels = build_pod_labels("b1", {"app.kubernetes.io/instance": "bhs"})
+    assert label_selector({"component": labels["component"], "z": "1", "a": "2"}) == (
+        "a=2,component=binderhub-build,z=1"
+    )
+
+
+def test_sticky_node_is_stable_and_spreads() -> None:
+    nodes = [f"node-{i}" for i in range(5)]
+    repos = [f"https://github.com/org/repo-{i}" for i in range(200)]
+    picks = {repo: pick_sticky_node(repo, nodes) for repo in repos}
+    assert picks == {repo: pick_sticky_node(repo, reversed(nodes)) for repo in repos}
+    counts = {node: list(picks.values()).count(node) for node in nodes}
+    assert all(count > 10 for count in counts.values()), counts
+
+
+def test_sticky_node_moves_only_repos_of_a_removed_node() -> None:
+    nodes = [f"node-{i}" for i in range(5)]
+    repos = [f"https://github.com/org/repo-{i}" for i in range(200)]
+    before = {repo: pick_sticky_node(repo, nodes) for repo in repos}
+    after = {repo: pick_sticky_node(repo, nodes[:-1]) for repo in repos}
+    moved = {repo for repo in repos if before[repo] != after[repo]}
+    assert moved == {repo for repo in repos if before[repo] == "node-4"}
+
+
+def test_sticky_node_without_nodes() -> None:
+    assert pick_sticky_node("https://github.com/org/repo", []) is None
