@@ -10,6 +10,7 @@ import json
 import subprocess
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,24 @@ async def test_bad_requests_fail_clearly_and_start_nothing(
     assert event["status_code"] == status
     assert words in event["message"]
     assert repo2docker_runs(service) == 0
+
+
+@pytest.mark.node
+def test_binderhub_client_builds_directly(service_factory, registry, git_server, base_image):
+    """The JavaScript client of BinderHub's build API (npm, as fancy-profiles uses it)."""
+    url, sha = git_server.make_repo("js-client", hello_repo(base_image, "from node"))
+    service = service_factory(registry=registry)
+    spec = "git/" + quote(url) + "/main"
+    result = subprocess.run(
+        ["node", "build.mjs", service.url + "build/", spec, ""],
+        cwd=Path(__file__).parent / "js",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["phase"] == "waiting"
+    assert events[-1]["phase"] == "ready"
+    assert events[-1]["imageName"].endswith(":" + sha)
+    assert any(e.get("phase") == "building" for e in events)
