@@ -32,7 +32,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from tests.conftest import (  # noqa: E402
     Registry,
     ServiceProcess,
     free_port,
+    start_git_daemon,
     start_registry,
     stop_process,
     wait_for_http,
@@ -123,33 +123,6 @@ def reset_peak_rss(pid: int) -> bool:
 def unique_repo(base_image: str, text: str) -> dict[str, str]:
     """A small repository whose one RUN line is unique, so no layer is cached."""
     return {"Dockerfile": dockerfile(base_image, f"echo {text}-{uuid.uuid4().hex} > /bench.txt")}
-
-
-def start_git_daemon(root: Path) -> tuple[subprocess.Popen, GitServer]:
-    (root / "repos").mkdir(parents=True)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--export-all",
-            f"--base-path={root / 'repos'}",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            "--reuseaddr",
-            str(root / "repos"),
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    else:
-        raise TimeoutError("git daemon did not start")
-    return proc, GitServer(root, port)
 
 
 def start_service(root: Path, registry: Registry) -> ServiceProcess:

@@ -21,6 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+POSTGRES_URL = os.environ.get(
+    "BHS_TEST_POSTGRES_URL",
+    "postgresql+asyncpg://binderhub_test:binderhub_test@127.0.0.1:5432/binderhub_test",
+)
 
 BASE_IMAGE = os.environ.get("BHS_TEST_BASE_IMAGE", "binderhub-service-test/base:bookworm")
 
@@ -156,11 +163,9 @@ class GitServer:
         return f"git://127.0.0.1:{self.port}/{name}.git"
 
 
-@pytest.fixture(scope="session")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    """A git daemon on a free loopback port serving bare repositories."""
-    root = tmp_path_factory.mktemp("git")
-    (root / "repos").mkdir()
+def start_git_daemon(root: Path) -> tuple[subprocess.Popen, GitServer]:
+    """A git daemon on a free loopback port serving the bare repositories in ``root/repos``."""
+    (root / "repos").mkdir(parents=True, exist_ok=True)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -179,9 +184,17 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return proc, GitServer(root, port)
         time.sleep(0.05)
-    yield GitServer(root, port)
+    stop_process(proc)
+    raise TimeoutError("git daemon did not start")
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """A git daemon on a free loopback port serving bare repositories."""
+    proc, server = start_git_daemon(tmp_path_factory.mktemp("git"))
+    yield server
     stop_process(proc)
 
 
@@ -266,3 +279,25 @@ def service_factory(
     yield start
     for service in started:
         service.stop()
+
+
+async def empty_postgres(url: str) -> None:
+    """Drop every table of the test database."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, or the PostgreSQL test database (from
+    ``.ci/setup-postgres``) emptied. When PostgreSQL cannot be reached the
+    PostgreSQL variants fail; they never skip."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}"
+    await empty_postgres(POSTGRES_URL)
+    return POSTGRES_URL

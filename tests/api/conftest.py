@@ -1,14 +1,12 @@
 """API fixtures: an in-process service with a fake executor, on SQLite and on PostgreSQL.
 
-PostgreSQL comes from ``.ci/setup-postgres`` (URL in ``BHS_TEST_POSTGRES_URL``);
-when it cannot be reached the PostgreSQL variants fail, they never skip.
+The ``db_url`` fixture (tests/conftest.py) gives SQLite and the real PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
@@ -27,31 +23,6 @@ from binderhub_service.app import BinderHubService
 from binderhub_service.auth import Identity
 from binderhub_service.handlers.base import BaseHandler
 from tests.fakes import FakeExecutor
-
-POSTGRES_URL = os.environ.get(
-    "BHS_TEST_POSTGRES_URL",
-    "postgresql+asyncpg://binderhub_test:binderhub_test@127.0.0.1:5432/binderhub_test",
-)
-
-
-async def empty_postgres(url: str) -> None:
-    """Drop every table of the test database."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or the PostgreSQL test database emptied."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite'}"
-    await empty_postgres(POSTGRES_URL)
-    return POSTGRES_URL
 
 
 class HeaderIdentity(BaseHandler):
