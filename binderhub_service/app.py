@@ -27,7 +27,7 @@ from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
-from .images import ImageLookup
+from .images import FoundImageCache, ImageLookup
 from .limits import UserLimits
 from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
@@ -132,6 +132,14 @@ class BinderHubService(Application):
         the default) or ``kubernetes`` (build pods), or a BuildExecutor subclass.""",
     ).tag(config=True)
 
+    found_image_cache_seconds = Float(
+        60.0,
+        help="""Seconds an image found in the registry (or engine) is remembered, so
+        repeated requests for it need no registry call. Images are named by commit and
+        do not change; an image deleted by hand may still be reported found for this
+        long. 0 asks every time. Default 60.""",
+    ).tag(config=True)
+
     keepalive_interval = Float(
         25.0,
         help="Seconds between keepalive comments on a quiet event stream. Default 25.",
@@ -206,6 +214,7 @@ class BinderHubService(Application):
         self.init_auth()
         self.init_registry()
         self.init_executor()
+        self.init_images()
         self.init_providers()
         self.init_store()
         self.init_builds()
@@ -264,9 +273,10 @@ class BinderHubService(Application):
             checks["registry"] = self.registry.health
         self.health_checker = HealthChecker(checks, parent=self)
 
-    @property
-    def image_lookup(self) -> ImageLookup:
-        return self.registry if self.use_registry else self.executor
+    def init_images(self) -> None:
+        """Where built images are looked for: the registry, or the engine builds ran on."""
+        lookup: ImageLookup = self.registry if self.use_registry else self.executor
+        self.images = FoundImageCache(lookup, self.found_image_cache_seconds)
 
     def init_tornado_app(self) -> None:
         base = self.base_url
@@ -277,7 +287,7 @@ class BinderHubService(Application):
         requests = BuildRequests(
             manager=self.build_manager,
             catalog=self.catalog,
-            images=self.image_lookup,
+            images=self.images,
             image_prefix=self.image_prefix,
             push=self.use_registry,
             user_limits=self.user_limits,
