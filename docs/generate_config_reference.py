@@ -9,6 +9,7 @@ import inspect
 from pathlib import Path
 
 from binderhub_service.app import BinderHubService
+from binderhub_service.executors.kubernetes import KubernetesExecutor
 
 TARGET = Path(__file__).parent / "source" / "reference" / "configuration.md"
 
@@ -22,7 +23,9 @@ def render() -> str:
         "",
     ]
     seen: set[type] = set()
-    for cls in [BinderHubService, *BinderHubService.classes]:
+    # KubernetesExecutor is loaded only when chosen (its client is slow to import),
+    # so the application's own class list leaves it out.
+    for cls in [BinderHubService, *BinderHubService.classes, KubernetesExecutor]:
         if cls in seen:
             continue
         seen.add(cls)
