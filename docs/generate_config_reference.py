@@ -6,6 +6,7 @@ Run from the repository root: ``python docs/generate_config_reference.py``.
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 
 from binderhub_service.app import BinderHubService
@@ -30,14 +31,12 @@ def render() -> str:
             continue
         seen.add(cls)
         traits = cls.class_traits(config=True)
-        own = {
-            name: t for name, t in traits.items() if name in cls.__dict__ or cls is BinderHubService
-        }
-        if not own:
+        if not traits:
             continue
         lines += [f"## {cls.__name__}", ""]
-        for name, trait in sorted(own.items()):
-            default = trait.default_value_repr()
+        for name, trait in sorted(traits.items()):
+            # Defaults computed from this machine (the Python running it) stay generic.
+            default = trait.default_value_repr().replace(sys.executable, "<python>")
             help_text = " ".join(inspect.cleandoc(trait.help or "").split())
             lines += [f"`c.{cls.__name__}.{name}`", f": {help_text} (default: `{default}`)", ""]
     return "\n".join(lines)
