@@ -345,7 +345,7 @@ class BinderHubService(Application):
         os.makedirs(self.data_dir, exist_ok=True)
         await self.store.open()
         self.log.info("Build records in %s", self.store.safe_url)
-        await reconcile(self.store, self.executor, self.log)
+        await reconcile(self.store, self.build_manager, self.recorder, self.use_registry, self.log)
         self.recorder.start()
 
     async def stop_store(self) -> None:

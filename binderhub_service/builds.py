@@ -73,6 +73,7 @@ class Build:
         spec: str = "",
         observers: Sequence[BuildObserver] = (),
         limit_key: str | None = None,
+        history: Sequence[BuildEvent] = (),
     ) -> None:
         self.request = request
         self.requester = requester
@@ -85,10 +86,12 @@ class Build:
         self.started: float | None = None
         self.finished: float | None = None
         self.failure_reason: str | None = None
-        self.frames: list[bytes] = []
+        # A build taken back after a restart starts with the log already recorded.
+        self.frames: list[bytes] = [sse_frame(n, e) for n, e in enumerate(history, start=1)]
         self._appended = asyncio.get_running_loop().create_future()
-        for observer in self.observers:
-            observer.build_created(self)
+        if not history:
+            for observer in self.observers:
+                observer.build_created(self)
 
     @property
     def state(self) -> BuildState:
@@ -251,18 +254,56 @@ class BuildManager(LoggingConfigurable):
             )
         )
 
-    def _start(self, build: Build) -> None:
+    def adopt(
+        self,
+        request: BuildRequest,
+        *,
+        history: Sequence[BuildEvent],
+        created: float,
+        started: float | None,
+        requester: str | None = None,
+        spec: str = "",
+    ) -> Build:
+        """Follow a build an earlier run of the service started, where the executor can.
+
+        The build keeps its id and its log so far; the executor's log follows
+        from its first line again, after a line that says so.
+        """
+        build = Build(
+            request,
+            requester=requester,
+            spec=spec,
+            observers=self.observers,
+            history=history,
+        )
+        build.created = created
+        self._builds[request.image_name] = build
+        self._start(build, follow_existing=True)
+        build.started = started or build.started
+        build.append(
+            BuildEvent(
+                Phase.UNKNOWN,
+                "The service restarted and reconnected to this build; "
+                "its log follows again from the start.",
+            )
+        )
+        return build
+
+    def _start(self, build: Build, follow_existing: bool = False) -> None:
         self._running += 1
         BUILDS_IN_PROGRESS.set(self._running)
         build.state = BuildState.RUNNING
         build.started = time.time()
-        self._tasks[build.id] = asyncio.create_task(self._run(build), name=f"build-{build.id}")
+        self._tasks[build.id] = asyncio.create_task(
+            self._run(build, follow_existing), name=f"build-{build.id}"
+        )
 
-    async def _run(self, build: Build) -> None:
+    async def _run(self, build: Build, follow_existing: bool = False) -> None:
         status = BuildStatus.FAILURE
+        step = self.executor.reattach if follow_existing else self.executor.run
         try:
             async with asyncio.timeout(self.build_timeout):
-                await self.executor.run(build.request, build.append)
+                await step(build.request, build.append)
         except TimeoutError:
             status = BuildStatus.TIMEOUT
             self._finish(

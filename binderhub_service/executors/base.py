@@ -93,6 +93,18 @@ class BuildExecutor(LoggingConfigurable):
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         raise NotImplementedError
 
+    # Whether builds outlive the service (build pods do; local processes do not).
+    can_reattach = False
+
+    async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
+        """Follow ``request``'s build started by an earlier run of the service, like :meth:`run`.
+
+        Only executors with ``can_reattach`` implement it; it emits the build's
+        log from the start and raises :class:`~binderhub_service.errors.BuildFailed`
+        when the build failed or is gone.
+        """
+        raise NotImplementedError
+
     async def has_image(self, image_name: str) -> bool:
         """Whether the image exists where this executor builds (used without a registry)."""
         raise NotImplementedError

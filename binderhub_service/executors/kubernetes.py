@@ -30,6 +30,7 @@ from .pod import (
     REF_ANNOTATION,
     REPO_ANNOTATION,
     BuildPodOptions,
+    build_pod_name,
     label_selector,
     make_build_pod,
     pick_sticky_node,
@@ -369,11 +370,14 @@ class KubernetesExecutor(BuildExecutor):
         await self._create_or_attach(api, manifest, emit)
         await self._follow_to_the_end(api, name, emit)
 
-    async def reattach(self, pod_name: str, emit: EmitFunc) -> None:
+    can_reattach = True
+
+    async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         """Follow a build pod started before a restart, as :meth:`run` would.
 
         Returns when it succeeded; raises :class:`BuildFailed` when it failed or is gone.
         """
+        pod_name = build_pod_name(request.repo_url, request.ref)
         api = await self._api()
         self.log.info("Reattaching to build pod %s", pod_name)
         await self._follow_to_the_end(api, pod_name, emit)

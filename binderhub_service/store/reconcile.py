@@ -2,35 +2,64 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
-from ..events import failed
+from ..builds import BuildManager
+from ..events import BuildEvent, failed
+from ..executors.base import BuildRequest
 from .models import BuildRecord
+from .recorder import BuildRecorder
 from .store import Store
 
 INTERRUPTED = "interrupted by service restart"
 
 
-async def reconcile(store: Store, executor: object, log: logging.Logger) -> list[str]:
+async def reconcile(
+    store: Store, manager: BuildManager, recorder: BuildRecorder, push: bool, log: logging.Logger
+) -> list[str]:
     """Settle every unfinished build record; return the ids of those marked failed.
 
-    An executor with an ``async reattach(record) -> bool`` method (one whose
-    builds outlive the service, such as build pods) may take a build back.
-    Otherwise the record becomes ``failed`` with the reason
-    "interrupted by service restart": its log keeps every event received and
-    ends with a ``failed`` event saying so.
+    A running build whose executor outlives the service (build pods) is taken
+    back: ``manager`` follows it again with its log so far. Any other
+    unfinished record becomes ``failed`` with the reason "interrupted by
+    service restart": its log keeps every event received and ends with a
+    ``failed`` event saying so.
     """
-    reattach = getattr(executor, "reattach", None)
     marked = []
     for record in await store.unfinished_builds():
-        if reattach is not None and await reattach(record):
-            log.info("Build %s reattached after restart", record.id)
+        if manager.executor.can_reattach and record.state == "running":
+            await adopt(store, manager, recorder, push, record)
+            log.info("Build %s of %s reattached after restart", record.id, record.image_name)
             continue
         await mark_interrupted(store, record)
         marked.append(record.id)
         log.warning("Build %s of %s: %s", record.id, record.image_name, INTERRUPTED)
     return marked
+
+
+async def adopt(
+    store: Store, manager: BuildManager, recorder: BuildRecorder, push: bool, record: BuildRecord
+) -> None:
+    history = [BuildEvent.from_dict(json.loads(data)) async for _, data in store.events(record.id)]
+    recorder.restore_phase_times(record.id, record.phase_times or {})
+    request = BuildRequest(
+        build_id=record.id,
+        provider=record.provider,
+        repo_url=record.repo_url,
+        ref=record.ref,
+        image_name=record.image_name,
+        push=push,
+    )
+    manager.adopt(
+        request,
+        history=history,
+        created=record.created,
+        started=record.started,
+        requester=record.requester,
+        spec=record.spec,
+    )
 
 
 async def mark_interrupted(store: Store, record: BuildRecord) -> None:

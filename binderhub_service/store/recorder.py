@@ -105,6 +105,10 @@ class BuildRecorder(LoggingConfigurable):
         self._dirty[build.id] = build
         self._wake()
 
+    def restore_phase_times(self, build_id: str, phase_times: dict[str, float]) -> None:
+        """Keep the phase times a build taken back after a restart had recorded."""
+        self._phase_times[build_id] = dict(phase_times)
+
     def _wake(self) -> None:
         if len(self._events) >= self.flush_max_events:
             self._full.set()

@@ -312,7 +312,7 @@ async def test_reattach_after_restart(
             )
         ]
         emit = Recorder()
-        reattached = asyncio.create_task(after.reattach(POD, emit))
+        reattached = asyncio.create_task(after.reattach(REQUEST, emit))
         await emit.wait_for("before the restart")
         await logs.write(r2d("after the restart", "pushing"))
         await logs.close()
@@ -326,7 +326,7 @@ async def test_reattach_after_restart(
 async def test_reattach_to_a_missing_pod_fails(executor: KubernetesExecutor) -> None:
     """Reattaching to a pod that is gone fails the build; the API server is emulated."""
     with pytest.raises(BuildFailed, match="deleted"):
-        await executor.reattach(POD, Recorder())
+        await executor.reattach(REQUEST, Recorder())
 
 
 @pytest.mark.parametrize("failure", ["fail_watches", "expire_watches"])

@@ -16,6 +16,7 @@ from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFu
 from binderhub_service.store import BuildFilter, BuildRecorder, Store
 from binderhub_service.store.models import BuildLogEvent, BuildRecord
 from binderhub_service.store.reconcile import INTERRUPTED, reconcile
+from tests.fakes import FakeExecutor
 
 
 def build_row(build_id: str, **values: Any) -> dict[str, Any]:
@@ -135,7 +136,9 @@ async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
         ],
         event_rows("running", 4),
     )
-    marked = await reconcile(store, object(), logging.getLogger("test"))
+    recorder = BuildRecorder(store=store, executor_name="fake", builder_version="1.0")
+    manager = BuildManager(executor=FakeExecutor())
+    marked = await reconcile(store, manager, recorder, False, logging.getLogger("test"))
     assert sorted(marked) == ["queued", "running"]
     record = await store.get_build("running")
     assert record is not None
@@ -147,15 +150,41 @@ async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
     assert done is not None and done.state == "succeeded"
 
 
-async def test_reconcile_lets_an_executor_reattach(store: Store) -> None:
-    class Reattaching:
-        async def reattach(self, record: object) -> bool:
-            return True
+class ReattachingExecutor(FakeExecutor):
+    """A fake executor whose builds outlive the service, as build pods do."""
 
-    await store.write([build_row("pod")])
-    assert await reconcile(store, Reattaching(), logging.getLogger("test")) == []
+    can_reattach = True
+
+    async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
+        self.runs.append(request)
+        emit(BuildEvent(Phase.BUILDING, "line 3 again, and the rest"))
+
+
+async def test_reconcile_reattaches_running_builds_when_the_executor_can(store: Store) -> None:
+    await store.write(
+        [build_row("pod"), build_row("queued", state="queued", started=None)],
+        event_rows("pod", 3),
+    )
+    recorder = BuildRecorder(store=store, executor_name="fake", builder_version="1.0")
+    executor = ReattachingExecutor()
+    manager = BuildManager(executor=executor, observers=[recorder])
+
+    marked = await reconcile(store, manager, recorder, False, logging.getLogger("test"))
+
+    assert marked == ["queued"]
+    build = manager.get("pod")
+    assert build is not None
+    live = [chunk async for chunk in build.stream(0, keepalive=5)]
+    await recorder.close()
+    assert [r.build_id for r in executor.runs] == ["pod"]
     record = await store.get_build("pod")
-    assert record is not None and record.state == "running"
+    assert record is not None and record.state == "succeeded"
+    stored = [json.loads(data) async for _, data in store.events("pod")]
+    assert [e["message"] for e in stored[:3]] == [f"line {n}\n" for n in range(1, 4)]
+    assert "reconnected" in stored[3]["message"]
+    assert stored[4]["message"] == "line 3 again, and the rest\n"
+    assert [e.get("phase") for e in stored[-2:]] == ["built", "ready"]
+    assert b"".join(live).count(b"id: ") == len(stored)
 
 
 class ChattyExecutor(BuildExecutor):
