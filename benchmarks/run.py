@@ -135,6 +135,8 @@ def start_service(root: Path, registry: Registry) -> ServiceProcess:
                 f"c.BinderHubService.port = {port}",
                 "c.BinderHubService.base_url = '/'",
                 "c.BinderHubService.auth_enabled = False",
+                # (b) sends hundreds of requests a minute from one address.
+                "c.UserLimits.rate_limit_per_minute = 0",
                 f"c.LocalDockerExecutor.repo2docker_config_file = {str(R2D_CONFIG)!r}",
                 f"c.DockerRegistry.url = {registry.url!r}",
             ]
@@ -864,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--pairs", type=int, help="(a) service/direct build pairs (default 5)")
+    parser.add_argument("--pairs", type=int, help="(a) service/direct build pairs (default 9)")
     parser.add_argument("--requests", type=int, help="(b) measured requests (default 500)")
     parser.add_argument("--lines", type=int, help="(c) log lines per build (default 20000)")
     parser.add_argument("--streams", type=int, help="(c) concurrent streams (default 20)")
@@ -872,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.pairs = args.pairs or (2 if quick else 5)
+    args.pairs = args.pairs or (2 if quick else 9)
     args.requests = args.requests or (100 if quick else 500)
     args.lines = args.lines or (2000 if quick else 20000)
     args.streams = args.streams or 20

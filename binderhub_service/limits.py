@@ -104,7 +104,7 @@ class UserLimits(LoggingConfigurable):
             self.log.info("Rate limit reached by %s", key)
             raise RateLimited(
                 f"Too many requests: the limit is {self.rate_limit_per_minute:g} per minute. "
-                f"Try again in {retry_after} seconds.",
+                f"Try again in {retry_after} second{'s' if retry_after != 1 else ''}.",
                 retry_after,
             )
 
