@@ -185,6 +185,8 @@ class BuildManager(LoggingConfigurable):
         self._queue: deque[Build] = deque()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running = 0
+        # Set by shutdown: "detach" leaves builds running, "stop" stops them.
+        self._stopping: str | None = None
 
     def find(self, image_name: str) -> Build | None:
         """The build in memory (running, queued or recently finished) for an image."""
@@ -312,8 +314,19 @@ class BuildManager(LoggingConfigurable):
                 f"The build took longer than {self.build_timeout:g} seconds and was stopped.",
             )
         except asyncio.CancelledError:
-            status = BuildStatus.CANCELLED
-            self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
+            if self._stopping == "detach":
+                # The build goes on without us; the next start takes it back.
+                self.log.info("Build %s left running for the next start", build.id)
+                return
+            if self._stopping == "stop":
+                self._finish(
+                    build,
+                    BuildState.FAILED,
+                    "The service shut down while the build ran; ask for it again.",
+                )
+            else:
+                status = BuildStatus.CANCELLED
+                self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
         except BuildFailed as e:
             self._finish(build, BuildState.FAILED, e.message)
         except Exception:
@@ -334,9 +347,10 @@ class BuildManager(LoggingConfigurable):
             self._tasks.pop(build.id, None)
             self._running -= 1
             BUILDS_IN_PROGRESS.set(self._running)
-            assert build.started is not None
-            BUILD_TIME.labels(status=status.value).observe(time.time() - build.started)
-            BUILD_COUNT.labels(status=status.value, provider=build.request.provider).inc()
+            if build.done:
+                assert build.started is not None
+                BUILD_TIME.labels(status=status.value).observe(time.time() - build.started)
+                BUILD_COUNT.labels(status=status.value, provider=build.request.provider).inc()
             self._forget_later(build)
             self._start_next()
 
@@ -380,7 +394,17 @@ class BuildManager(LoggingConfigurable):
         return True
 
     async def shutdown(self) -> None:
-        """Cancel every build and wait until their executors have cleaned up."""
+        """Stop following builds, and wait until their executors have cleaned up.
+
+        Builds that outlive the service (``executor.can_reattach``) are left
+        running, recorded as running, for the next start to take back; others
+        are stopped and recorded as failed because of the shutdown.
+        """
+        if self.executor.can_reattach:
+            self._stopping = "detach"
+            self.executor.detach()
+        else:
+            self._stopping = "stop"
         for build in list(self._queue):
             self.cancel(build)
         tasks = list(self._tasks.values())

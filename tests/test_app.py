@@ -227,3 +227,33 @@ async def test_health_is_503_when_a_backend_fails(start_app, monkeypatch):
         "ok": False,
         "message": "check failed",
     }
+
+
+async def test_shutdown_stops_builds_and_says_why(start_app):
+    service = start_app()
+    task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
+    while not service.executor.runs:
+        await asyncio.sleep(0.01)
+    await service.app.build_manager.shutdown()
+    stream = await task
+    assert stream.events[-1] == {
+        "phase": "failed",
+        "message": "Build failed: The service shut down while the build ran; ask for it again.\n",
+    }
+    assert len(service.executor.cancelled) == 1
+
+
+class DetachableExecutor(FakeExecutor):
+    can_reattach = True
+
+
+async def test_shutdown_leaves_reattachable_builds_running(start_app):
+    service = start_app(BinderHubService__executor_class=DetachableExecutor)
+    task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
+    while not service.executor.runs:
+        await asyncio.sleep(0.01)
+    build = service.app.build_manager.get(service.executor.runs[0].build_id)
+    await service.app.build_manager.shutdown()
+    assert service.executor.detaching
+    assert build is not None and build.state == "running"
+    task.cancel()

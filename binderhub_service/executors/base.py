@@ -95,6 +95,12 @@ class BuildExecutor(LoggingConfigurable):
 
     # Whether builds outlive the service (build pods do; local processes do not).
     can_reattach = False
+    # Set by detach(): cancelled runs then stop following their builds without stopping them.
+    detaching = False
+
+    def detach(self) -> None:
+        """Before a shutdown: builds cancelled from now on are left running, not stopped."""
+        self.detaching = True
 
     async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         """Follow ``request``'s build started by an earlier run of the service, like :meth:`run`.

@@ -451,6 +451,9 @@ class KubernetesExecutor(BuildExecutor):
         try:
             await self._follow(api, name, emit)
         except asyncio.CancelledError:
+            if self.detaching:
+                self.log.info("Leaving build pod %s running for the next start", name)
+                raise
             self.log.info("Build in pod %s cancelled, deleting the pod", name)
             await asyncio.shield(self._delete(api, name))
             raise

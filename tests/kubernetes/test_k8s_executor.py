@@ -247,6 +247,25 @@ async def test_cancel_deletes_the_pod(
     await logs.close()
 
 
+async def test_a_detached_executor_leaves_the_pod_running(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """At shutdown the pod keeps building for the next start; the API server is emulated."""
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("building", "building"))
+    await emit.wait_for("building")
+    executor.detach()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert [b.pod_name for b in await executor.find_running_builds()] == [POD]
+    await logs.close()
+
+
 async def test_timeout_deletes_the_pod(
     executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
 ) -> None:
