@@ -106,6 +106,16 @@ def test_deployment(render: Render) -> None:
     )
     assert "checksum/config" in pod["metadata"]["annotations"]
     assert pod["spec"]["serviceAccountName"] == "bhs-binderhub-service"
+    env = {e["name"]: e for e in container["env"]}
+    # What jupyterhub.services.auth needs to authenticate users as an external service.
+    assert env["JUPYTERHUB_CLIENT_ID"]["value"] == "service-binderhub-service"
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"]["value"] == (
+        "/services/binderhub-service/oauth_callback"
+    )
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "api-token"
+    cookie = env["BINDERHUB_SERVICE_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"]
+    secrets = {s["metadata"]["name"]: s for s in render() if s["kind"] == "Secret"}
+    assert bytes.fromhex(secrets[cookie["name"]]["stringData"][cookie["key"]])
 
 
 def test_config_change_changes_the_checksum(render: Render) -> None:

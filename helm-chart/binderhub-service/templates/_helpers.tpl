@@ -66,6 +66,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+The key that signs the service's login cookie (hex): kept across upgrades, so
+users stay logged in when the service restarts.
+*/}}
+{{- define "binderhub-service.cookieSecret" -}}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "binderhub-service.fullname" .) }}
+{{- if and $secret (index $secret.data "cookie-secret") }}
+{{- index $secret.data "cookie-secret" | b64dec }}
+{{- else }}
+{{- randAlphaNum 64 | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/*
 The service's traitlets configuration, {Class: {trait: value}}: the values'
 `config`, what the chart itself decides, then `extraConfig` over both.
 */}}
