@@ -247,6 +247,11 @@ class BinderHubService(Application):
         self.registry = DockerRegistry(parent=self)
 
     def init_executor(self) -> None:
+        # Local builds keep their working directories in the data directory, so a
+        # restart after a crash can find (and stop) what was left running.
+        local = self.config.LocalDockerExecutor
+        if "work_dir" not in local:
+            local.work_dir = os.path.join(os.path.abspath(self.data_dir), "builds")
         self.executor: BuildExecutor = self.executor_class(parent=self)
 
     def init_providers(self) -> None:
@@ -345,6 +350,7 @@ class BinderHubService(Application):
         os.makedirs(self.data_dir, exist_ok=True)
         await self.store.open()
         self.log.info("Build records in %s", self.store.safe_url)
+        await self.executor.recover()
         await reconcile(self.store, self.build_manager, self.recorder, self.use_registry, self.log)
         self.recorder.start()
 

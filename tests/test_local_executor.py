@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import signal
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from binderhub_service.errors import BuildFailed
 from binderhub_service.events import BuildEvent
 from binderhub_service.executors.base import BuildRequest
-from binderhub_service.executors.local import LocalDockerExecutor
+from binderhub_service.executors.local import LocalDockerExecutor, write_group_file
 
 from .repos import dockerfile, failing_repo
 
@@ -98,3 +100,21 @@ async def test_health_and_versions():
     assert (await executor.health())["engine_version"]
     assert executor.builder_version()
     assert not await executor.has_image("binder-does-not-exist:abc")
+
+
+async def test_recover_stops_builds_an_earlier_run_left(tmp_path):
+    """A killed service leaves repo2docker running; the next start stops it."""
+    leftover = tmp_path / "binderhub-build-leftover"
+    leftover.mkdir()
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    write_group_file(str(leftover), sleeper.pid)
+    stale = tmp_path / "binderhub-build-stale"
+    stale.mkdir()
+    (stale / "process-group").write_text(f"{os.getpid()} 0\n")
+
+    executor = LocalDockerExecutor(work_dir=str(tmp_path), kill_grace_period=5)
+    # The test is the sleeper's parent, so it reaps it (init would, for a real orphan).
+    _, status = await asyncio.gather(executor.recover(), asyncio.to_thread(sleeper.wait, 10))
+
+    assert status == -signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -111,6 +111,9 @@ class BuildExecutor(LoggingConfigurable):
         """
         raise NotImplementedError
 
+    async def recover(self) -> None:
+        """At start: clean up what an earlier run, stopped without shutting down, left."""
+
     async def has_image(self, image_name: str) -> bool:
         """Whether the image exists where this executor builds (used without a registry)."""
         raise NotImplementedError

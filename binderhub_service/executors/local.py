@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import importlib.metadata
 import os
 import shutil
@@ -21,6 +22,39 @@ from .base import BuildExecutor, BuildRequest, EmitFunc
 
 # repo2docker relays build output line by line; a single line can still be long.
 MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+GROUP_FILE = "process-group"
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name (field 2) may hold spaces; it ends at the last ")".
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def write_group_file(tmpdir: str, pgid: int) -> None:
+    """Record a build's process group (and its leader's start time) in its directory."""
+    with open(os.path.join(tmpdir, GROUP_FILE), "w") as f:
+        f.write(f"{pgid} {_start_time(pgid) or ''}\n")
+
+
+def read_group_file(tmpdir: str) -> tuple[int, str] | None:
+    try:
+        with open(os.path.join(tmpdir, GROUP_FILE)) as f:
+            pgid, started = f.read().split()
+        return int(pgid), started
+    except (OSError, ValueError):
+        return None
+
+
+def group_is_alive(pgid: int, started: str) -> bool:
+    """Whether the group's leader is still the process recorded (pids are reused)."""
+    return _start_time(pgid) == started
 
 
 class LocalDockerExecutor(BuildExecutor):
@@ -46,8 +80,10 @@ class LocalDockerExecutor(BuildExecutor):
 
     work_dir = Unicode(
         "",
-        help="""Directory for builds' temporary directories (each removed when its build
-        ends). Default: the system's temporary directory.""",
+        help="""Directory for builds' working directories (each removed when its build ends;
+        after a crash, the next start stops the builds left there and removes them). The
+        service defaults it to ``<data_dir>/builds``; empty means the system's temporary
+        directory.""",
     ).tag(config=True)
 
     kill_grace_period = Float(
@@ -83,6 +119,8 @@ class LocalDockerExecutor(BuildExecutor):
         return path
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
+        if self.work_dir:
+            os.makedirs(self.work_dir, exist_ok=True)
         tmpdir = tempfile.mkdtemp(prefix="binderhub-build-", dir=self.work_dir or None)
         options = replace(
             self.repo2docker_options(request), config_file=self._write_config(request, tmpdir)
@@ -100,6 +138,7 @@ class LocalDockerExecutor(BuildExecutor):
                 start_new_session=True,
                 limit=MAX_LINE_BYTES,
             )
+            write_group_file(tmpdir, proc.pid)
             try:
                 failure = await self._relay(proc, emit)
                 returncode = await proc.wait()
@@ -131,20 +170,37 @@ class LocalDockerExecutor(BuildExecutor):
                 emit(parsed.event)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """Stop repo2docker and everything it started (its whole process group).
+        """Stop repo2docker and everything it started, then reap it."""
+        await self._stop_group(proc.pid)
+        await proc.wait()
+
+    async def _stop_group(self, pgid: int) -> None:
+        """Stop a build's whole process group.
 
         SIGTERM first, so repo2docker and the docker CLI can cancel the build in
         the engine; SIGKILL for whatever is left after the grace period.
         """
-        pgid = proc.pid
         for sig, wait in ((signal.SIGTERM, self.kill_grace_period), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
-                break
+                return
             if await self._group_ended(pgid, wait):
-                break
-        await proc.wait()
+                return
+
+    async def recover(self) -> None:
+        """Stop builds an earlier run left behind (it was killed) and remove their directories.
+
+        Each build directory records its process group; a group is stopped only
+        if its leader is still the repo2docker process that was started.
+        """
+        pattern = os.path.join(self.work_dir or tempfile.gettempdir(), "binderhub-build-*")
+        for tmpdir in glob.glob(pattern):
+            group = read_group_file(tmpdir)
+            if group is not None and group_is_alive(*group):
+                self.log.warning("Stopping a build left running by an earlier run (%s)", tmpdir)
+                await self._stop_group(group[0])
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
     @staticmethod
     async def _group_ended(pgid: int, timeout: float) -> bool:

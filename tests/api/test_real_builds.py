@@ -103,7 +103,11 @@ async def test_restart_after_sigkill_reconciles_the_build(
         assert stream.ids == list(range(1, len(stream.events) + 1))
         assert stream.phases[-1] == "failed"
         assert "interrupted by service restart" in stream.messages[-1]
+        # repo2docker ran in its own session and outlived the killed service: the
+        # new start stopped it and removed its working directory.
+        assert repo2docker_pids(record["image_name"]) == []
+        builds_dir = again.config_file.parent / "binderhub-service-data" / "builds"
+        assert list(builds_dir.iterdir()) == []
     finally:
-        # repo2docker ran in its own session and outlived the killed service.
         for pid in repo2docker_pids(record["image_name"]):
             os.kill(pid, signal.SIGKILL)
