@@ -19,7 +19,7 @@ from tests.conftest import GitServer, Registry
 from tests.repos import dockerfile, failing_repo, hello_repo
 from tests.sse import read_events
 
-from .conftest import REPO_ROOT, SERVICE, Hub
+from .conftest import LIMITED_RATE_PER_MINUTE, LIMITED_SERVICE, REPO_ROOT, SERVICE, Hub
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
@@ -266,3 +266,24 @@ async def test_concurrent_builds_are_limited_per_user(
     assert others.phases[-1] == "ready", others.messages[-3:]
     first = await slow
     assert first.phases[-1] == "ready", first.messages[-3:]
+
+
+async def test_request_rate_is_limited_per_user(hub: Hub) -> None:
+    """Beyond the rate a user gets 429 and when to retry; another user is unaffected.
+
+    The limit is the same for every user of a service, and the other tests send
+    many requests to the service under test, so this uses ``binder-limited``,
+    a second service on the same hub with a low rate (its own counters). A build
+    request for an unknown provider passes the limit and is answered 404.
+    """
+    url = hub.url_of(LIMITED_SERVICE) + "build/nope/spec?build_only=true"
+    for _ in range(LIMITED_RATE_PER_MINUTE):
+        allowed = await read_events(url, headers=hub.auth("alice"))
+        assert allowed.events[-1]["status_code"] == 404
+    refused = await read_events(url, headers=hub.auth("alice"))
+    assert [(e["phase"], e.get("status_code")) for e in refused.events] == [("failed", 429)]
+    assert re.search(r"Try again in \d+ seconds?\.", refused.events[0]["message"])
+
+    for _ in range(LIMITED_RATE_PER_MINUTE):
+        others = await read_events(url, headers=hub.auth("bob"))
+        assert others.events[-1]["status_code"] == 404
