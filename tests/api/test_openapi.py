@@ -32,8 +32,33 @@ CHECKS = [
 ]
 
 
+ALL_OPERATIONS = {
+    "GET /builds",
+    "POST /builds",
+    "GET /builds/{build_id}",
+    "DELETE /builds/{build_id}",
+    "POST /builds/{build_id}/cancel",
+    "GET /builds/{build_id}/events",
+    "GET /images",
+    "POST /images",
+    "GET /images/{name}",
+    "DELETE /images/{name}",
+    "GET /openapi.json",
+}
+
+
+def load_every_operation(url: str) -> schemathesis.BaseSchema:
+    """The schema served at ``url`` with every operation it declares selected.
+
+    Schemathesis leaves out the operation that served the schema document itself
+    (here ``GET /openapi.json``) unless a filter explicitly includes it; a filter
+    matching every path includes it along with all the others.
+    """
+    return schemathesis.openapi.from_url(url).include(path_regex="^/")
+
+
 def test_schemathesis_finds_no_server_errors_or_schema_violations(threaded_api_url: str) -> None:
-    schema = schemathesis.openapi.from_url(threaded_api_url + "openapi.json")
+    schema = load_every_operation(threaded_api_url + "openapi.json")
     tested = []
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -50,15 +75,4 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(threaded_api_u
 
         check()
         tested.append(operation.label)
-    assert {label for label in tested if "/builds" in label or "/images" in label} == {
-        "GET /builds",
-        "POST /builds",
-        "GET /builds/{build_id}",
-        "DELETE /builds/{build_id}",
-        "POST /builds/{build_id}/cancel",
-        "GET /builds/{build_id}/events",
-        "GET /images",
-        "POST /images",
-        "GET /images/{name}",
-        "DELETE /images/{name}",
-    }
+    assert sorted(tested) == sorted(ALL_OPERATIONS)

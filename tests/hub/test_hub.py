@@ -19,7 +19,7 @@ from tests.conftest import GitServer, Registry
 from tests.repos import dockerfile, failing_repo, hello_repo
 from tests.sse import read_events
 
-from .conftest import REPO_ROOT, Hub
+from .conftest import LIMITED_RATE_PER_MINUTE, LIMITED_SERVICE, REPO_ROOT, SERVICE, Hub
 
 pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
@@ -48,28 +48,66 @@ async def test_user_with_build_scope_builds(
     assert sha in registry.tags(repository)
 
 
-@pytest.mark.parametrize("who", ["carol", "dave", "nobody", "another hub"])
-async def test_refused_without_build_scope_or_token(
-    hub: Hub, git_server: GitServer, registry: Registry, base_image: str, who: str
+async def assert_refused_and_nothing_built(
+    hub: Hub, registry: Registry, build_url: str, repository: str, headers: dict[str, str]
 ) -> None:
-    """No build scope, no access scope, no token, a token this hub never issued: 403."""
-    name = "hub-refused-" + who.replace(" ", "-")
-    url, sha = git_server.make_repo(name, hello_repo(base_image, who))
-    headers = {
-        "carol": hub.auth("carol"),
-        "dave": hub.auth("dave"),
-        "nobody": {},
-        "another hub": {"Authorization": f"token {secrets.token_hex(16)}"},
-    }[who]
+    """The build request gets a single ``failed`` event with 403, and no build starts."""
     builds_before = metric_total(hub, "binderhub_build_count_total")
-    stream = await read_events(hub.git_build_url(url, sha), headers=headers)
+    stream = await read_events(build_url, headers=headers)
     assert stream.status == 200, "an event stream is never redirected"
     assert [e.get("status_code") for e in stream.events] == [403]
     assert stream.phases == ["failed"]
     await asyncio.sleep(0.5)
     assert metric_total(hub, "binderhub_inprogress_builds") == 0
     assert metric_total(hub, "binderhub_build_count_total") == builds_before
-    assert registry.tags(f"binder-{name}") == []
+    assert registry.tags(repository) == []
+
+
+@pytest.mark.parametrize("who", ["carol", "dave", "nobody", "unknown token"])
+async def test_refused_without_build_scope_or_token(
+    hub: Hub, git_server: GitServer, registry: Registry, base_image: str, who: str
+) -> None:
+    """No build scope, no access scope, no token, a token no hub issued: 403."""
+    name = "hub-refused-" + who.replace(" ", "-")
+    url, sha = git_server.make_repo(name, hello_repo(base_image, who))
+    headers = {
+        "carol": hub.auth("carol"),
+        "dave": hub.auth("dave"),
+        "nobody": {},
+        "unknown token": {"Authorization": f"token {secrets.token_hex(16)}"},
+    }[who]
+    await assert_refused_and_nothing_built(
+        hub, registry, hub.git_build_url(url, sha), f"binder-{name}", headers
+    )
+
+
+def service_whoami(service_url: str, headers: dict[str, str]) -> str:
+    """The name a service's ``login`` route says the token belongs to."""
+    request = urllib.request.Request(service_url + "login", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.load(r)["name"]
+
+
+@pytest.mark.parametrize("user", ["alice", "mallory"])
+@pytest.mark.parametrize("route", ["proxy", "direct"])
+async def test_token_of_another_hub_is_refused(
+    hub: Hub,
+    other_hub: Hub,
+    git_server: GitServer,
+    registry: Registry,
+    base_image: str,
+    user: str,
+    route: str,
+) -> None:
+    """A token the other hub's own service accepts is refused here, through the proxy or
+    on the service's port, even for a user named like one of this hub's builders."""
+    headers = other_hub.auth(user)
+    assert service_whoami(other_hub.service_url, headers) == user, "valid on its own hub"
+    name = f"hub-other-{user}-{route}"
+    url, sha = git_server.make_repo(name, hello_repo(base_image, name))
+    service_url = hub.service_url if route == "proxy" else hub.direct_url_of(SERVICE)
+    build_url = hub.git_build_url(url, sha, service_url)
+    await assert_refused_and_nothing_built(hub, registry, build_url, f"binder-{name}", headers)
 
 
 def test_api_routes_answer_json_403_and_probes_stay_open(hub: Hub) -> None:
@@ -228,3 +266,24 @@ async def test_concurrent_builds_are_limited_per_user(
     assert others.phases[-1] == "ready", others.messages[-3:]
     first = await slow
     assert first.phases[-1] == "ready", first.messages[-3:]
+
+
+async def test_request_rate_is_limited_per_user(hub: Hub) -> None:
+    """Beyond the rate a user gets 429 and when to retry; another user is unaffected.
+
+    The limit is the same for every user of a service, and the other tests send
+    many requests to the service under test, so this uses ``binder-limited``,
+    a second service on the same hub with a low rate (its own counters). A build
+    request for an unknown provider passes the limit and is answered 404.
+    """
+    url = hub.url_of(LIMITED_SERVICE) + "build/nope/spec?build_only=true"
+    for _ in range(LIMITED_RATE_PER_MINUTE):
+        allowed = await read_events(url, headers=hub.auth("alice"))
+        assert allowed.events[-1]["status_code"] == 404
+    refused = await read_events(url, headers=hub.auth("alice"))
+    assert [(e["phase"], e.get("status_code")) for e in refused.events] == [("failed", 429)]
+    assert re.search(r"Try again in \d+ seconds?\.", refused.events[0]["message"])
+
+    for _ in range(LIMITED_RATE_PER_MINUTE):
+        others = await read_events(url, headers=hub.auth("bob"))
+        assert others.events[-1]["status_code"] == 404
