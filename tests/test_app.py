@@ -257,3 +257,13 @@ async def test_shutdown_leaves_reattachable_builds_running(start_app):
     assert service.executor.detaching
     assert build is not None and build.state == "running"
     task.cancel()
+
+
+async def test_wrong_method_answers_405_with_allow(start_app):
+    service = start_app()
+    response = await AsyncHTTPClient().fetch(
+        service.url + "versions", method="DELETE", raise_error=False
+    )
+    assert response.code == 405
+    assert response.headers["Allow"] == "GET"
+    assert json.loads(response.body)["status"] == 405

@@ -91,6 +91,15 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this handler implements (for 405 answers' ``Allow``)."""
+        return [
+            method
+            for method in self.SUPPORTED_METHODS
+            if getattr(type(self), method.lower())
+            is not getattr(web.RequestHandler, method.lower())
+        ]
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
         exc_info = kwargs.get("exc_info")
@@ -102,6 +111,8 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
                 message = error.log_message % error.args if error.args else error.log_message
             if isinstance(error, RateLimited):
                 self.set_header("Retry-After", str(error.retry_after))
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
