@@ -36,6 +36,7 @@ from .pod import (
     pick_sticky_node,
 )
 from .pod_api import PodApi, WatchFailed, WatchPolicy, describe, follow_pod
+from .pod_log import follow_log
 from .pod_status import FATAL_WAITING_REASONS, PodStatus, pod_status
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -520,7 +521,8 @@ class KubernetesExecutor(BuildExecutor):
         self, api: PodApi, name: str, emit: EmitFunc, outcome: _LogOutcome
     ) -> None:
         try:
-            async for line in api.log_lines(name, CONTAINER_NAME):
+            lines = follow_log(api, name, CONTAINER_NAME, self._watch_policy(), self.log)
+            async for line in lines:
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure

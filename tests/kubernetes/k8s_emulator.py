@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -115,17 +117,26 @@ def _status(code: int, reason: str) -> dict[str, Any]:
 
 
 class LogSource:
-    """A pod's container log, served line by line to every log request as it grows."""
+    """A pod's container log, served line by line to every log request as it grows.
+
+    Each line gets the time it was written, as the container runtime records
+    it; requests with ``timestamps=true`` get it before each line (RFC 3339
+    with nanoseconds, trailing zeros trimmed as the kubelet does) and
+    ``sinceTime`` skips earlier lines. ``break_after(n, ...)`` makes the next
+    requests end after ``n`` lines (or within the ``n``-th line, with ``cut``),
+    as a broken stream does.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[tuple[int, str]] = []
         self.closed = False
         self.requests = 0
+        self.breaks: list[tuple[int, bool]] = []
         self._changed = asyncio.Condition()
 
     async def write(self, *lines: str) -> None:
         async with self._changed:
-            self.lines.extend(lines)
+            self.lines.extend((time.time_ns(), line) for line in lines)
             self._changed.notify_all()
 
     async def close(self) -> None:
@@ -133,22 +144,50 @@ class LogSource:
             self.closed = True
             self._changed.notify_all()
 
+    def break_after(self, *counts: int, cut: bool = False) -> None:
+        """End each of the next requests after so many lines (cutting the last one short)."""
+        self.breaks.extend((count, cut) for count in counts)
+
     def _has_more(self, sent: int) -> bool:
         return self.closed or len(self.lines) > sent
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self, request: kmock_module.Request) -> AsyncIterator[bytes]:
         self.requests += 1
+        stamped = request.params.get("timestamps") == "true"
+        since = request.params.get("sinceTime")
+        start = _since_ns(since) if since else 0
+        limit, cut = self.breaks.pop(0) if self.breaks else (None, False)
         sent = 0
+        served = 0
         while True:
             async with self._changed:
                 await self._changed.wait_for(functools.partial(self._has_more, sent))
                 pending = self.lines[sent:]
                 closed = self.closed
-            for line in pending:
-                yield (line + "\n").encode()
-            sent += len(pending)
+            for stamp, line in pending:
+                sent += 1
+                if stamp < start:
+                    continue
+                text = (f"{_rfc3339_nano(stamp)} {line}" if stamped else line) + "\n"
+                served += 1
+                if served == limit:
+                    yield text[: len(text) // 2].encode() if cut else text.encode()
+                    return
+                yield text.encode()
             if closed and sent == len(self.lines):
                 return
+
+
+def _rfc3339_nano(stamp: int) -> str:
+    seconds, nanos = divmod(stamp, 1_000_000_000)
+    whole = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
+
+
+def _since_ns(text: str) -> int:
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp()) * 1_000_000_000
 
 
 class Kubelet:
@@ -264,7 +303,7 @@ def pod_logs(kmock: kmock_module.KubernetesEmulator) -> Callable[[str], LogSourc
 
     def serve(name: str) -> LogSource:
         source = LogSource()
-        kmock[f"get /api/v1/namespaces/{NAMESPACE}/pods/{name}/log"] << (lambda: source.stream())
+        kmock[f"get /api/v1/namespaces/{NAMESPACE}/pods/{name}/log"] << source.stream
         return source
 
     return serve
