@@ -33,6 +33,7 @@ class PodApi:
     """Create, read, list, delete, watch pods and read their logs in one namespace."""
 
     def __init__(self, api_client: ApiClient, namespace: str, request_timeout: float) -> None:
+        self.api_client = api_client
         self.core = CoreV1Api(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
@@ -159,7 +160,7 @@ class PodApi:
         if since_time:
             query.append(("sinceTime", since_time))
         # Called directly: the generated client has no sinceTime parameter.
-        response: Any = await self.core.api_client.call_api(
+        response: Any = await self.api_client.call_api(
             "/api/v1/namespaces/{namespace}/pods/{name}/log",
             "GET",
             {"namespace": self.namespace, "name": name},
