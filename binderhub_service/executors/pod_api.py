@@ -30,7 +30,7 @@ class WatchFailed(Exception):
 
 
 class PodApi:
-    """Create, read, list, delete, watch pods and read their logs in one namespace."""
+    """Pods (and build Secrets) in one namespace: create, read, list, delete, watch, logs."""
 
     def __init__(self, api_client: ApiClient, namespace: str, request_timeout: float) -> None:
         self.api_client = api_client
@@ -85,6 +85,35 @@ class PodApi:
                     name,
                     self.namespace,
                     propagation_policy="Background",
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def create_secret(self, manifest: dict[str, Any]) -> None:
+        """Create a Secret (a build's git credential)."""
+        body: Any = manifest
+        await self._json(
+            await self.core.create_namespaced_secret(
+                self.namespace,
+                body,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            )
+        )
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete a Secret; ``False`` when it was already gone."""
+        try:
+            await self._json(
+                await self.core.delete_namespaced_secret(
+                    name,
+                    self.namespace,
                     _preload_content=False,
                     _request_timeout=self.request_timeout,
                 )
