@@ -7,6 +7,7 @@ import datetime
 import functools
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -39,9 +40,10 @@ def assert_valid() -> Callable[[dict[str, Any]], None]:
 class EmulatorProxy:
     """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
 
-    It closes the emulator's one gap a client meets: the emulator takes a watch
+    It closes the emulator's gaps a client meets: the emulator takes a watch
     only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
-    real API server accepts both), so the proxy lowercases that query value.
+    real API server accepts both), so the proxy lowercases that query value;
+    and it gives created objects the ``metadata.uid`` an API server assigns.
     Tests make watches fail through it: ``fail_watches`` answers the next watch
     requests with 500, ``expire_watches`` answers them with a 410 Gone event,
     as an API server does when a resourceVersion is too old.
@@ -92,8 +94,13 @@ class EmulatorProxy:
             for key, value in request.headers.items()
             if key.lower() in ("content-type", "accept")
         }
+        body = await request.read()
+        if request.method == "POST" and body:
+            created = json.loads(body)
+            created.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
+            body = json.dumps(created).encode()
         async with self._session.request(
-            request.method, url, data=await request.read(), headers=headers
+            request.method, url, data=body, headers=headers
         ) as upstream:
             response = web.StreamResponse(status=upstream.status)
             response.content_type = upstream.content_type
@@ -276,6 +283,7 @@ def _container(state: dict[str, Any]) -> dict[str, Any]:
 async def emulator(kmock: kmock_module.KubernetesEmulator) -> AsyncIterator[EmulatorProxy]:
     """The Kubernetes API server, emulated by kmock, behind the watch-fixing proxy."""
     kmock.resources["v1/pods"] = kmock_module.ResourceInfo(namespaced=True, kind="Pod")
+    kmock.resources["v1/secrets"] = kmock_module.ResourceInfo(namespaced=True, kind="Secret")
     proxy = EmulatorProxy(kmock.url)
     await proxy.start()
     try:
