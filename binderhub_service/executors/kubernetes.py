@@ -19,6 +19,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
+from ..providers.credentials import GIT_CREDENTIAL_ENV, git_credential_env
 from ..repo2docker import parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 from .pod import (
@@ -31,11 +32,14 @@ from .pod import (
     REPO_ANNOTATION,
     BuildPodOptions,
     build_pod_name,
+    git_credential_secret_name,
     label_selector,
     make_build_pod,
+    make_git_credential_secret,
     pick_sticky_node,
 )
 from .pod_api import PodApi, WatchFailed, WatchPolicy, describe, follow_pod
+from .pod_log import follow_log
 from .pod_status import FATAL_WAITING_REASONS, PodStatus, pod_status
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -339,6 +343,14 @@ class KubernetesExecutor(BuildExecutor):
     async def pod_options(self, request: BuildRequest, api: PodApi) -> BuildPodOptions:
         """The options of ``request``'s build pod, from this executor's configuration."""
         sticky_node = await self._sticky_node(api, request.repo_url) if self.sticky_builds else None
+        env = dict(self.build_env)
+        secret_name = None
+        if request.git_credential:
+            # Only the credential is secret: the pod reads it from the build's
+            # Secret; the git configuration that scopes it to the origin is plain.
+            git_env = git_credential_env(request.git_credential, request.repo_url)
+            env.update({k: v for k, v in git_env.items() if k != GIT_CREDENTIAL_ENV})
+            secret_name = git_credential_secret_name(build_pod_name(request.repo_url, request.ref))
         return BuildPodOptions(
             build_id=request.build_id,
             repo2docker=self.repo2docker_options(request),
@@ -348,7 +360,7 @@ class KubernetesExecutor(BuildExecutor):
             docker_socket_host_path=self.docker_socket_host_path,
             registry_secret_name=self.registry_secret_name or None,
             registry_secret_key=self.registry_secret_key,
-            env=self.build_env,
+            env=env,
             resources=self.resources,
             node_selector=self.node_selector,
             tolerations=tuple(self.tolerations),
@@ -361,14 +373,40 @@ class KubernetesExecutor(BuildExecutor):
             image_pull_secrets=tuple(self.image_pull_secrets),
             extra_labels=self.extra_labels,
             extra_annotations=self.extra_annotations,
+            git_credential_secret_name=secret_name,
         )
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         api = await self._api()
         manifest = make_build_pod(await self.pod_options(request, api))
         name = manifest["metadata"]["name"]
-        await self._create_or_attach(api, manifest, emit)
+        created = await self._create_or_attach(api, manifest, emit)
+        if created is not None and request.git_credential:
+            await self._create_credential_secret(api, created, request.git_credential)
         await self._follow_to_the_end(api, name, emit)
+
+    async def _create_credential_secret(
+        self, api: PodApi, pod: dict[str, Any], credential: str
+    ) -> None:
+        """Create the Secret the new build pod reads its git credential from.
+
+        It is created after the pod, since it is owned by it (Kubernetes then
+        deletes it with the pod, whoever deletes the pod); the kubelet reads
+        it only once the pod is scheduled and its sandbox made. If it cannot
+        be created, the pod is deleted and the build fails.
+        """
+        name = pod["metadata"]["name"]
+        try:
+            await api.create_secret(make_git_credential_secret(pod, credential))
+        except asyncio.CancelledError:
+            await asyncio.shield(self._delete(api, name))
+            raise
+        except Exception as error:
+            self.log.error(
+                "Storing the git credential of build pod %s failed: %s", name, describe(error)
+            )
+            await self._delete(api, name)
+            raise BuildFailed("The build's git credential could not be stored") from None
 
     can_reattach = True
 
@@ -404,42 +442,43 @@ class KubernetesExecutor(BuildExecutor):
 
     async def _create_or_attach(
         self, api: PodApi, manifest: dict[str, Any], emit: EmitFunc
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """Create the build pod and return it, or ``None`` when attaching to a running one."""
         name = manifest["metadata"]["name"]
         pending_deletion = self._deletions.pop(name, None)
         if pending_deletion is not None:
             pending_deletion.cancel()
         try:
-            await api.create(manifest)
+            created = await api.create(manifest)
         except ApiException as error:
             if error.status != 409:
                 raise
         else:
             self.log.info("Created build pod %s in namespace %s", name, self.namespace)
             emit(BuildEvent(Phase.WAITING, f"Build pod {name} created, waiting for it to start"))
-            return
+            return created
         existing = await api.read(name)
         if existing is not None and pod_status(existing).phase == "Failed":
             # A failed pod kept for inspection: this request builds again.
             self.log.info("Replacing failed build pod %s", name)
-            await self._replace(api, manifest)
+            created = await self._replace(api, manifest)
             emit(BuildEvent(Phase.WAITING, f"Build pod {name} created, waiting for it to start"))
-            return
+            return created
         self.log.info("Build pod %s exists, attaching to it", name)
         emit(BuildEvent(Phase.WAITING, f"Attaching to build pod {name}, already started"))
+        return None
 
-    async def _replace(self, api: PodApi, manifest: dict[str, Any]) -> None:
-        """Delete the pod of ``manifest``'s name and create it anew once the name is free."""
+    async def _replace(self, api: PodApi, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Delete the pod of ``manifest``'s name (and its Secret), create it anew once free."""
         name = manifest["metadata"]["name"]
-        await api.delete(name)
+        await self._delete(api, name)
         policy = self._watch_policy()
         delay = policy.retry_delay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + policy.give_up_after
         while True:
             try:
-                await api.create(manifest)
-                return
+                return await api.create(manifest)
             except ApiException as error:
                 if error.status != 409 or loop.time() > deadline:
                     raise
@@ -520,7 +559,8 @@ class KubernetesExecutor(BuildExecutor):
         self, api: PodApi, name: str, emit: EmitFunc, outcome: _LogOutcome
     ) -> None:
         try:
-            async for line in api.log_lines(name, CONTAINER_NAME):
+            lines = follow_log(api, name, CONTAINER_NAME, self._watch_policy(), self.log)
+            async for line in lines:
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
@@ -545,11 +585,18 @@ class KubernetesExecutor(BuildExecutor):
             del self._deletions[name]
 
     async def _delete(self, api: PodApi, name: str, delay: float = 0) -> None:
+        """Delete a build pod and its git credential Secret, if it has one.
+
+        The Secret's owner reference would have Kubernetes delete it too; the
+        service does not wait for that garbage collection.
+        """
         if delay > 0:
             await asyncio.sleep(delay)
         try:
             if await api.delete(name):
                 self.log.info("Deleted build pod %s", name)
+            if await api.delete_secret(git_credential_secret_name(name)):
+                self.log.info("Deleted the git credential of build pod %s", name)
         except Exception as error:
             self.log.warning("Deleting build pod %s failed: %s", name, describe(error))
 

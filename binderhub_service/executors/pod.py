@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..providers.credentials import GIT_CREDENTIAL_ENV
 from ..repo2docker import Repo2DockerOptions, build_args
 
 # The label every build pod carries; find and watch build pods by it.
@@ -68,6 +69,8 @@ class BuildPodOptions:
     image_pull_secrets: Sequence[str] = ()
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
+    # The Secret holding the build's GIT_CREDENTIAL_ENV (see make_git_credential_secret).
+    git_credential_secret_name: str | None = None
 
 
 def _escape(text: str) -> str:
@@ -174,11 +177,20 @@ def _volumes(options: BuildPodOptions) -> tuple[list[dict[str, Any]], list[dict[
     return volumes, mounts
 
 
-def _env(options: BuildPodOptions) -> list[dict[str, str]]:
-    env = {**options.env, "DOCKER_HOST": f"unix://{DOCKER_SOCKET_PATH}"}
+def _env(options: BuildPodOptions) -> list[dict[str, Any]]:
+    env: dict[str, dict[str, Any]] = {
+        name: {"name": name, "value": value} for name, value in options.env.items()
+    }
+    env["DOCKER_HOST"] = {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET_PATH}"}
     if options.registry_secret_name:
-        env["DOCKER_CONFIG"] = DOCKER_CONFIG_DIR
-    return [{"name": name, "value": value} for name, value in sorted(env.items())]
+        env["DOCKER_CONFIG"] = {"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG_DIR}
+    if options.git_credential_secret_name:
+        secret_ref = {"name": options.git_credential_secret_name, "key": GIT_CREDENTIAL_ENV}
+        env[GIT_CREDENTIAL_ENV] = {
+            "name": GIT_CREDENTIAL_ENV,
+            "valueFrom": {"secretKeyRef": secret_ref},
+        }
+    return [env[name] for name in sorted(env)]
 
 
 def make_build_pod(options: BuildPodOptions) -> dict[str, Any]:
@@ -232,6 +244,38 @@ def make_build_pod(options: BuildPodOptions) -> dict[str, Any]:
     if options.namespace:
         metadata["namespace"] = options.namespace
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def git_credential_secret_name(pod_name: str) -> str:
+    """The name of the Secret holding the git credential of build pod ``pod_name``."""
+    return f"{pod_name}-git-credential"
+
+
+def make_git_credential_secret(pod: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """The Secret holding a build's ``GIT_CREDENTIAL_ENV`` value, owned by its pod.
+
+    ``pod`` is the build pod as the API server returned it on creation: the
+    owner reference needs its uid, and makes Kubernetes delete the Secret
+    with the pod even when the service does not. The Secret carries the
+    pod's labels, never its annotations (which name the repository).
+    """
+    metadata = pod["metadata"]
+    secret_metadata: dict[str, Any] = {
+        "name": git_credential_secret_name(metadata["name"]),
+        "labels": dict(metadata.get("labels") or {}),
+        "ownerReferences": [
+            {"apiVersion": "v1", "kind": "Pod", "name": metadata["name"], "uid": metadata["uid"]}
+        ],
+    }
+    if metadata.get("namespace"):
+        secret_metadata["namespace"] = metadata["namespace"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": secret_metadata,
+        "type": "Opaque",
+        "stringData": {GIT_CREDENTIAL_ENV: value},
+    }
 
 
 def pick_sticky_node(repo_url: str, nodes: Iterable[str]) -> str | None:

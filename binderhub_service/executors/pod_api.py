@@ -30,9 +30,10 @@ class WatchFailed(Exception):
 
 
 class PodApi:
-    """Create, read, list, delete, watch pods and read their logs in one namespace."""
+    """Pods (and build Secrets) in one namespace: create, read, list, delete, watch, logs."""
 
     def __init__(self, api_client: ApiClient, namespace: str, request_timeout: float) -> None:
+        self.api_client = api_client
         self.core = CoreV1Api(api_client)
         self.namespace = namespace
         self.request_timeout = request_timeout
@@ -94,6 +95,35 @@ class PodApi:
             raise
         return True
 
+    async def create_secret(self, manifest: dict[str, Any]) -> None:
+        """Create a Secret (a build's git credential)."""
+        body: Any = manifest
+        await self._json(
+            await self.core.create_namespaced_secret(
+                self.namespace,
+                body,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+            )
+        )
+
+    async def delete_secret(self, name: str) -> bool:
+        """Delete a Secret; ``False`` when it was already gone."""
+        try:
+            await self._json(
+                await self.core.delete_namespaced_secret(
+                    name,
+                    self.namespace,
+                    _preload_content=False,
+                    _request_timeout=self.request_timeout,
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     async def list(self, **selectors: Any) -> dict[str, Any]:
         """A pod list; ``selectors`` are ``label_selector``, ``field_selector``, ``limit``."""
         return await self._json(
@@ -142,33 +172,52 @@ class PodApi:
         finally:
             response.release()
 
-    async def log_lines(self, name: str, container: str) -> AsyncIterator[str]:
-        """A container's log from its first line, following it until the container ends."""
-        response: Any = await self.core.read_namespaced_pod_log(
-            name,
-            self.namespace,
-            container=container,
-            follow=True,
+    async def log_lines(
+        self, name: str, container: str, since_time: str | None
+    ) -> AsyncIterator[str]:
+        """A container's log lines, each with its timestamp, following it until the container ends.
+
+        Lines keep their ending ``\n``: a last line without one was cut off
+        (or is the log's unterminated end). ``since_time`` (RFC 3339, whole
+        seconds) starts the log at the first line of that second.
+        """
+        query: list[tuple[str, Any]] = [
+            ("container", container),
+            ("follow", "true"),
+            ("timestamps", "true"),
+        ]
+        if since_time:
+            query.append(("sinceTime", since_time))
+        # Called directly: the generated client has no sinceTime parameter.
+        response: Any = await self.api_client.call_api(
+            "/api/v1/namespaces/{namespace}/pods/{name}/log",
+            "GET",
+            {"namespace": self.namespace, "name": name},
+            query,
+            {"Accept": "text/plain"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
             _preload_content=False,
             _request_timeout=aiohttp.ClientTimeout(connect=self.request_timeout),
         )
         try:
             if not 200 <= response.status <= 299:
                 await self._json(response)
-            async for line in _lines(response):
+            async for line in _lines(response, keep_ends=True):
                 yield line
         finally:
             response.release()
 
 
-async def _lines(response: Any) -> AsyncIterator[str]:
+async def _lines(response: Any, keep_ends: bool = False) -> AsyncIterator[str]:
     """Lines of a streamed response body, of any length, decoded as UTF-8."""
+    end = "\n" if keep_ends else ""
     pending = b""
     async for chunk in response.content.iter_any():
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            yield line.decode("utf-8", "replace")
+            yield line.decode("utf-8", "replace") + end
     if pending:
         yield pending.decode("utf-8", "replace")
 
@@ -231,22 +280,26 @@ async def follow_pod(
             if error.status == GONE:
                 log.debug("Watch of pod %s expired, listing again", name)
                 continue
-            failing_since = await _back_off(loop, failing_since, attempt, error, policy, log)
+            failing_since = await back_off(loop, failing_since, attempt, error, policy, log)
             attempt += 1
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            failing_since = await _back_off(loop, failing_since, attempt, error, policy, log)
+            failing_since = await back_off(loop, failing_since, attempt, error, policy, log)
             attempt += 1
 
 
-async def _back_off(
+async def back_off(
     loop: asyncio.AbstractEventLoop,
     failing_since: float | None,
     attempt: int,
     error: Exception,
     policy: WatchPolicy,
     log: logging.Logger | logging.LoggerAdapter[Any],
+    action: str = "Watching a build pod",
 ) -> float:
-    """Sleep before the next attempt; raise :class:`WatchFailed` once out of patience."""
+    """Sleep before the next attempt; raise :class:`WatchFailed` once out of patience.
+
+    Returns when the failures began, to pass back as ``failing_since``.
+    """
     now = loop.time()
     since = now if failing_since is None else failing_since
     if now - since > policy.give_up_after:
@@ -256,7 +309,7 @@ async def _back_off(
         )
     delay = min(policy.max_retry_delay, policy.retry_delay * 2**attempt)
     delay *= random.uniform(0.5, 1.0)
-    log.warning("Watching a build pod failed (%s), retrying in %.2f s", describe(error), delay)
+    log.warning("%s failed (%s), retrying in %.2f s", action, describe(error), delay)
     await asyncio.sleep(delay)
     return since
 

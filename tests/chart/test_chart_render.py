@@ -78,7 +78,7 @@ def test_default_resources(render: Render) -> None:
         assert manifest["metadata"]["name"].startswith("bhs-binderhub-service")
 
 
-def test_role_grants_only_pods(render: Render) -> None:
+def test_role_grants_only_pods_and_build_secrets(render: Render) -> None:
     assert by_kind(render())["Role"]["rules"] == [
         {
             "apiGroups": [""],
@@ -86,6 +86,7 @@ def test_role_grants_only_pods(render: Render) -> None:
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "get", "delete"]},
     ]
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,9 +40,10 @@ def assert_valid() -> Callable[[dict[str, Any]], None]:
 class EmulatorProxy:
     """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
 
-    It closes the emulator's one gap a client meets: the emulator takes a watch
+    It closes the emulator's gaps a client meets: the emulator takes a watch
     only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
-    real API server accepts both), so the proxy lowercases that query value.
+    real API server accepts both), so the proxy lowercases that query value;
+    and it gives created objects the ``metadata.uid`` an API server assigns.
     Tests make watches fail through it: ``fail_watches`` answers the next watch
     requests with 500, ``expire_watches`` answers them with a 410 Gone event,
     as an API server does when a resourceVersion is too old.
@@ -90,8 +94,13 @@ class EmulatorProxy:
             for key, value in request.headers.items()
             if key.lower() in ("content-type", "accept")
         }
+        body = await request.read()
+        if request.method == "POST" and body:
+            created = json.loads(body)
+            created.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
+            body = json.dumps(created).encode()
         async with self._session.request(
-            request.method, url, data=await request.read(), headers=headers
+            request.method, url, data=body, headers=headers
         ) as upstream:
             response = web.StreamResponse(status=upstream.status)
             response.content_type = upstream.content_type
@@ -115,17 +124,26 @@ def _status(code: int, reason: str) -> dict[str, Any]:
 
 
 class LogSource:
-    """A pod's container log, served line by line to every log request as it grows."""
+    """A pod's container log, served line by line to every log request as it grows.
+
+    Each line gets the time it was written, as the container runtime records
+    it; requests with ``timestamps=true`` get it before each line (RFC 3339
+    with nanoseconds, trailing zeros trimmed as the kubelet does) and
+    ``sinceTime`` skips earlier lines. ``break_after(n, ...)`` makes the next
+    requests end after ``n`` lines (or within the ``n``-th line, with ``cut``),
+    as a broken stream does.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[tuple[int, str]] = []
         self.closed = False
         self.requests = 0
+        self.breaks: list[tuple[int, bool]] = []
         self._changed = asyncio.Condition()
 
     async def write(self, *lines: str) -> None:
         async with self._changed:
-            self.lines.extend(lines)
+            self.lines.extend((time.time_ns(), line) for line in lines)
             self._changed.notify_all()
 
     async def close(self) -> None:
@@ -133,22 +151,50 @@ class LogSource:
             self.closed = True
             self._changed.notify_all()
 
+    def break_after(self, *counts: int, cut: bool = False) -> None:
+        """End each of the next requests after so many lines (cutting the last one short)."""
+        self.breaks.extend((count, cut) for count in counts)
+
     def _has_more(self, sent: int) -> bool:
         return self.closed or len(self.lines) > sent
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self, request: kmock_module.Request) -> AsyncIterator[bytes]:
         self.requests += 1
+        stamped = request.params.get("timestamps") == "true"
+        since = request.params.get("sinceTime")
+        start = _since_ns(since) if since else 0
+        limit, cut = self.breaks.pop(0) if self.breaks else (None, False)
         sent = 0
+        served = 0
         while True:
             async with self._changed:
                 await self._changed.wait_for(functools.partial(self._has_more, sent))
                 pending = self.lines[sent:]
                 closed = self.closed
-            for line in pending:
-                yield (line + "\n").encode()
-            sent += len(pending)
+            for stamp, line in pending:
+                sent += 1
+                if stamp < start:
+                    continue
+                text = (f"{_rfc3339_nano(stamp)} {line}" if stamped else line) + "\n"
+                served += 1
+                if served == limit:
+                    yield text[: len(text) // 2].encode() if cut else text.encode()
+                    return
+                yield text.encode()
             if closed and sent == len(self.lines):
                 return
+
+
+def _rfc3339_nano(stamp: int) -> str:
+    seconds, nanos = divmod(stamp, 1_000_000_000)
+    whole = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{whole}.{fraction}Z" if fraction else f"{whole}Z"
+
+
+def _since_ns(text: str) -> int:
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp()) * 1_000_000_000
 
 
 class Kubelet:
@@ -237,6 +283,7 @@ def _container(state: dict[str, Any]) -> dict[str, Any]:
 async def emulator(kmock: kmock_module.KubernetesEmulator) -> AsyncIterator[EmulatorProxy]:
     """The Kubernetes API server, emulated by kmock, behind the watch-fixing proxy."""
     kmock.resources["v1/pods"] = kmock_module.ResourceInfo(namespaced=True, kind="Pod")
+    kmock.resources["v1/secrets"] = kmock_module.ResourceInfo(namespaced=True, kind="Secret")
     proxy = EmulatorProxy(kmock.url)
     await proxy.start()
     try:
@@ -264,7 +311,7 @@ def pod_logs(kmock: kmock_module.KubernetesEmulator) -> Callable[[str], LogSourc
 
     def serve(name: str) -> LogSource:
         source = LogSource()
-        kmock[f"get /api/v1/namespaces/{NAMESPACE}/pods/{name}/log"] << (lambda: source.stream())
+        kmock[f"get /api/v1/namespaces/{NAMESPACE}/pods/{name}/log"] << source.stream
         return source
 
     return serve

@@ -7,7 +7,9 @@ kubelet by patching the build pod's status and serves the pod's log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 import tomllib
 from collections.abc import Callable
 from importlib.metadata import EntryPoint
@@ -16,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource
+from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
 from binderhub_service.errors import BuildFailed, ServiceError
@@ -106,8 +109,151 @@ async def test_build_succeeds(
         (Phase.UNKNOWN, "not json"),
         (Phase.PUSHING, "Pushing"),
     ]
-    assert logs.requests == 1
+    # The followed stream, then (at least) one more read once the container ended.
+    assert logs.requests >= 2
     await kubelet.wait_for_deletion(POD)
+
+
+@pytest.mark.parametrize("cut", [False, True])
+async def test_broken_log_streams_lose_and_repeat_no_line(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, cut: bool
+) -> None:
+    """Log streams that break mid-build are reopened; the API server is emulated."""
+    logs = pod_logs(POD)
+    logs.break_after(2, 3, 1, cut=cut)
+    lines = [f"line {i}" for i in range(12)]
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await kubelet.wait_for_pod(POD)
+    await logs.write(*(r2d(line, "building") for line in lines[:5]))
+    await kubelet.running(POD)
+    await emit.wait_for("line 4")
+    await logs.write(*(r2d(line, "building") for line in lines[5:]))
+    await emit.wait_for("line 11")
+    await logs.close()
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)
+
+    relayed = [message for message in emit.messages if message.startswith("line ")]
+    assert relayed == lines
+    assert logs.requests >= 4
+
+
+async def test_log_cut_off_as_the_container_ends_is_read_to_the_end(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """A stream that breaks just before the container ends loses nothing; emulated API server."""
+    logs = pod_logs(POD)
+    logs.break_after(1, cut=True)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await kubelet.wait_for_pod(POD)
+    await logs.write(r2d("first", "building"), r2d("last", "pushing"))
+    await logs.close()
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)
+    assert emit.messages[-2:] == ["first", "last"]
+
+
+TOKEN = "s3cret-token-for-the-test"
+PRIVATE = dataclasses.replace(REQUEST, git_credential=f"username=x-access-token\\npassword={TOKEN}")
+SECRET = f"{POD}-git-credential"
+
+
+async def _read_secret(core_api, name: str) -> dict | None:
+    try:
+        secret = await core_api.read_namespaced_secret(name, NAMESPACE)
+    except ApiException as error:
+        assert error.status == 404
+        return None
+    return core_api.api_client.sanitize_for_serialization(secret)
+
+
+@pytest.mark.parametrize("ending", ["success", "failure", "cancel"])
+async def test_git_credential_reaches_the_pod_only_through_its_secret(
+    executor: KubernetesExecutor,
+    kubelet: Kubelet,
+    pod_logs: Logs,
+    core_api,
+    assert_valid,
+    caplog: pytest.LogCaptureFixture,
+    ending: str,
+) -> None:
+    """A private build's credential lives in a Secret gone with the pod; emulated API server."""
+    caplog.set_level(logging.DEBUG)
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(PRIVATE, emit))
+    pod = await kubelet.wait_for_pod(POD)
+    async with asyncio.timeout(5):
+        while (secret := await _read_secret(core_api, SECRET)) is None:
+            await asyncio.sleep(0.02)
+    assert_valid(pod)
+    assert TOKEN not in json.dumps(pod)
+    env = {item["name"]: item for item in pod["spec"]["containers"][0]["env"]}
+    assert env["GIT_CREDENTIAL_ENV"] == {
+        "name": "GIT_CREDENTIAL_ENV",
+        "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "GIT_CREDENTIAL_ENV"}},
+    }
+    assert env["GIT_CONFIG_KEY_0"]["value"] == "credential.https://git.example.org.helper"
+    assert secret["stringData"] == {"GIT_CREDENTIAL_ENV": PRIVATE.git_credential}
+    assert secret["metadata"]["labels"] == pod["metadata"]["labels"]
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+
+    await kubelet.running(POD)
+    await logs.write(r2d("building", "building"))
+    await emit.wait_for("building")
+    if ending == "cancel":
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    else:
+        await logs.close()
+        await kubelet.terminated(POD, 0 if ending == "success" else 1)
+        if ending == "success":
+            await asyncio.wait_for(run, 5)
+        else:
+            with pytest.raises(BuildFailed):
+                await asyncio.wait_for(run, 5)
+    await kubelet.wait_for_deletion(POD)
+    async with asyncio.timeout(5):
+        while await _read_secret(core_api, SECRET) is not None:
+            await asyncio.sleep(0.02)
+    assert all(TOKEN not in event.message for event in emit.events)
+    service_log = [r.getMessage() for r in caplog.records if r.name == executor.log.name]
+    assert service_log and not any(TOKEN in message for message in service_log)
+    await logs.close()
+
+
+async def test_detached_build_keeps_its_secret(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, core_api
+) -> None:
+    """A build left running at shutdown keeps its credential; the API server is emulated."""
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(PRIVATE, emit))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(r2d("building", "building"))
+    await emit.wait_for("building")
+    executor.detach()
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    assert await _read_secret(core_api, SECRET) is not None
+    await logs.close()
+
+
+async def test_public_build_has_no_secret(
+    executor: KubernetesExecutor, kubelet: Kubelet, core_api
+) -> None:
+    """Without a credential no Secret is made; the API server is emulated."""
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    pod = await kubelet.wait_for_pod(POD)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    names = [item["name"] for item in pod["spec"]["containers"][0]["env"]]
+    assert not any(name.startswith("GIT_") for name in names)
+    assert await _read_secret(core_api, SECRET) is None
 
 
 async def test_build_fails_with_repo2docker_reason(
@@ -202,7 +348,7 @@ async def test_second_request_attaches_to_the_running_pod(
         await other.shutdown()
     assert "last line" in first.messages
     assert "last line" in second.messages
-    assert logs.requests == 2
+    assert logs.requests >= 4
 
 
 async def test_failed_pod_left_over_is_replaced(

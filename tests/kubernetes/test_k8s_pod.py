@@ -13,9 +13,11 @@ from binderhub_service.executors.pod import (
     BuildPodOptions,
     build_pod_labels,
     build_pod_name,
+    git_credential_secret_name,
     label_selector,
     label_value,
     make_build_pod,
+    make_git_credential_secret,
     pick_sticky_node,
 )
 from binderhub_service.repo2docker import Repo2DockerOptions, build_args
@@ -322,3 +324,52 @@ def test_sticky_node_moves_only_repos_of_a_removed_node() -> None:
 
 def test_sticky_node_without_nodes() -> None:
     assert pick_sticky_node("https://github.com/org/repo", []) is None
+
+
+def test_pod_reads_the_git_credential_from_its_secret(assert_valid: Validate) -> None:
+    secret = git_credential_secret_name(NAME)
+    options = BuildPodOptions(
+        build_id="b1",
+        repo2docker=R2D,
+        env={"GIT_CONFIG_COUNT": "1"},
+        git_credential_secret_name=secret,
+    )
+    pod = make_build_pod(options)
+    expected = minimal_pod()
+    expected["spec"]["containers"][0]["env"] = [
+        {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
+        {"name": "GIT_CONFIG_COUNT", "value": "1"},
+        {
+            "name": "GIT_CREDENTIAL_ENV",
+            "valueFrom": {"secretKeyRef": {"name": secret, "key": "GIT_CREDENTIAL_ENV"}},
+        },
+    ]
+    assert pod == expected
+    assert_valid(pod)
+
+
+def test_git_credential_secret(assert_valid: Validate) -> None:
+    created = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
+    created["metadata"]["uid"] = "0f1e2d3c-0000-4000-8000-000000000001"
+    secret = make_git_credential_secret(created, "username=u\\npassword=p")
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{NAME}-git-credential",
+            "namespace": "binder",
+            "labels": minimal_pod()["metadata"]["labels"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": NAME,
+                    "uid": "0f1e2d3c-0000-4000-8000-000000000001",
+                }
+            ],
+        },
+        "type": "Opaque",
+        "stringData": {"GIT_CREDENTIAL_ENV": "username=u\\npassword=p"},
+    }
+    assert len(secret["metadata"]["name"]) <= 253
+    assert_valid(secret)
