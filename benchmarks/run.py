@@ -53,10 +53,10 @@ from tests.conftest import (  # noqa: E402
     Registry,
     ServiceProcess,
     free_port,
+    launch_service,
     start_git_daemon,
     start_registry,
     stop_process,
-    wait_for_http,
 )
 from tests.repos import chatty_repo, dockerfile  # noqa: E402
 from tests.sse import EventStream, read_events  # noqa: E402
@@ -143,21 +143,7 @@ def start_service(root: Path, registry: Registry) -> ServiceProcess:
         )
         + "\n"
     )
-    log_file = root / "service.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    with open(log_file, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "binderhub_service", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=root,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    service = ServiceProcess(url=url, proc=proc, config_file=config, log_file=log_file)
-    wait_for_http(url + "versions", proc=proc)
-    return service
+    return launch_service(config, root, f"http://127.0.0.1:{port}/")
 
 
 async def open_request(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:

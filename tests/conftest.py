@@ -236,6 +236,24 @@ class ServiceProcess:
         return self.build_url("git", urllib.parse.quote(repo_url, safe="") + "/" + ref)
 
 
+def launch_service(config: Path, workdir: Path, url: str) -> ServiceProcess:
+    """Run ``binderhub-service --config CONFIG`` in ``workdir``; return once it answers."""
+    log_file = config.with_suffix(".log")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    with open(log_file, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "binderhub_service", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+    service = ServiceProcess(url=url, proc=proc, config_file=config, log_file=log_file)
+    wait_for_http(url + "versions", proc=proc)
+    return service
+
+
 @pytest.fixture
 def service_factory(
     tmp_path: Path, r2d_config: str, docker_engine: None
@@ -259,21 +277,8 @@ def service_factory(
         lines += config_lines
         config = tmp_path / f"config-{port}.py"
         config.write_text("\n".join(lines) + "\n")
-        log_file = tmp_path / f"service-{port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-        with open(log_file, "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "binderhub_service", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                cwd=tmp_path,
-                env=env,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}{base_url}"
-        service = ServiceProcess(url=url, proc=proc, config_file=config, log_file=log_file)
+        service = launch_service(config, tmp_path, f"http://127.0.0.1:{port}{base_url}")
         started.append(service)
-        wait_for_http(url + "versions", proc=proc)
         return service
 
     yield start

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,16 +79,20 @@ class PodApi:
 
     async def delete(self, name: str) -> bool:
         """Delete a pod; ``False`` when it was already gone."""
-        try:
-            await self._json(
-                await self.core.delete_namespaced_pod(
-                    name,
-                    self.namespace,
-                    propagation_policy="Background",
-                    _preload_content=False,
-                    _request_timeout=self.request_timeout,
-                )
+        return await self._delete_if_present(
+            self.core.delete_namespaced_pod(
+                name,
+                self.namespace,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
             )
+        )
+
+    async def _delete_if_present(self, deletion: Awaitable[Any]) -> bool:
+        """Await a delete call; ``False`` when the object was already gone (404)."""
+        try:
+            await self._json(await deletion)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -109,20 +113,14 @@ class PodApi:
 
     async def delete_secret(self, name: str) -> bool:
         """Delete a Secret; ``False`` when it was already gone."""
-        try:
-            await self._json(
-                await self.core.delete_namespaced_secret(
-                    name,
-                    self.namespace,
-                    _preload_content=False,
-                    _request_timeout=self.request_timeout,
-                )
+        return await self._delete_if_present(
+            self.core.delete_namespaced_secret(
+                name,
+                self.namespace,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
             )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        )
 
     async def list(self, **selectors: Any) -> dict[str, Any]:
         """A pod list; ``selectors`` are ``label_selector``, ``field_selector``, ``limit``."""
