@@ -68,7 +68,7 @@ class BuildRequests:
             )
         return self.manager.request_build(
             provider=target.prefix,
-            repo_url=target.repo.repo_url,
+            repo_url=target.provider.build_url(target.repo, target.resolved_ref),
             ref=target.resolved_ref,
             image_name=target.image_name,
             push=self.push,

@@ -85,6 +85,15 @@ class RepoProvider(LoggingConfigurable):
         """
         return None
 
+    def build_url(self, repo: RepoSpec, resolved_ref: str) -> str:
+        """What repo2docker is given to fetch ``repo`` at ``resolved_ref``.
+
+        Git hosts take the repository URL (the ref goes in ``--ref``). Record
+        providers return the URL of the exact version resolved, so that a DOI
+        that moved on meanwhile cannot make the build fetch something else.
+        """
+        return repo.repo_url
+
     def repo2docker_content_providers(self) -> list[str]:
         """Dotted paths of the repo2docker content providers a build may use.
 

@@ -44,6 +44,12 @@ class FigshareRepoProvider(DOIRepoProvider):
     def repo2docker_content_providers(self) -> list[str]:
         return ["repo2docker.contentproviders.Figshare"]
 
+    def build_url(self, repo: RepoSpec, resolved_ref: str) -> str:
+        # repo2docker reads the article id and version from the URL's path; the
+        # title segment is not checked, and without a version it takes version 1.
+        article, _, version = resolved_ref.partition(".v")
+        return join_url(self.url, f"articles/_/{article}/{version}")
+
     def _on_site(self, url: str) -> bool:
         site = urllib.parse.urlsplit(self.url)
         there = urllib.parse.urlsplit(url)

@@ -46,6 +46,9 @@ class ZenodoRepoProvider(DOIRepoProvider):
     def repo2docker_content_providers(self) -> list[str]:
         return ["repo2docker.contentproviders.Zenodo"]
 
+    def build_url(self, repo: RepoSpec, resolved_ref: str) -> str:
+        return join_url(self.url, f"records/{resolved_ref}")
+
     def _is_record(self, url: str) -> bool:
         return host_of(url) == host_of(self.url) and bool(
             RECORD_PATH.search(urllib.parse.urlsplit(url).path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from repo2docker.contentproviders import Figshare, Zenodo
 
 from binderhub_service.errors import InvalidSpec, RefNotFound, UpstreamError
 from binderhub_service.providers import (
@@ -12,6 +13,7 @@ from binderhub_service.providers import (
     HydroShareRepoProvider,
     ZenodoRepoProvider,
 )
+from binderhub_service.providers.git import GitRepoProvider
 
 RESOURCE = "8f7c2f0341ef4180b0dc53f4d2dc9a6e"
 
@@ -252,3 +254,21 @@ async def test_versioned_dois_are_resolved_once(upstream):
     for _ in range(2):
         assert await figshare.resolve_ref(figshare.parse("10.6084/m9.figshare.5.v1")) == "5.v1"
     assert len(upstream.requests) == 2
+
+
+def test_builds_fetch_the_resolved_version():
+    """repo2docker is given the exact record version resolved, and recognises it offline."""
+    zenodo = ZenodoRepoProvider()
+    zenodo_url = zenodo.build_url(zenodo.parse("10.5281/zenodo.3242073"), "3242074")
+    assert zenodo_url == "https://zenodo.org/records/3242074"
+    assert Zenodo().detect(zenodo_url)["record"] == "3242074"
+
+    figshare = FigshareRepoProvider()
+    figshare_url = figshare.build_url(figshare.parse("10.6084/m9.figshare.9782777"), "9782777.v3")
+    assert figshare_url == "https://figshare.com/articles/_/9782777/3"
+    detected = Figshare().detect(figshare_url)
+    assert (detected["article"], detected["version"]) == ("9782777", "3")
+
+    git = GitRepoProvider()
+    repo = git.parse("https%3A%2F%2Fexample.org%2Frepo.git/main")
+    assert git.build_url(repo, "a" * 40) == "https://example.org/repo.git"
