@@ -374,10 +374,10 @@ async def test_failed_pod_left_over_is_replaced(
     await asyncio.wait_for(run, 5)
 
 
-async def test_cancel_deletes_the_pod(
+async def start_building(
     executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
-) -> None:
-    """Cancelling the build deletes its pod; the API server is emulated."""
+) -> tuple[asyncio.Task[None], LogSource]:
+    """A build whose pod runs and has logged a line; returns its task and its log."""
     logs = pod_logs(POD)
     emit = Recorder()
     run = asyncio.create_task(executor.run(REQUEST, emit))
@@ -385,6 +385,14 @@ async def test_cancel_deletes_the_pod(
     await kubelet.running(POD)
     await logs.write(r2d("building", "building"))
     await emit.wait_for("building")
+    return run, logs
+
+
+async def test_cancel_deletes_the_pod(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """Cancelling the build deletes its pod; the API server is emulated."""
+    run, logs = await start_building(executor, kubelet, pod_logs)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -397,13 +405,7 @@ async def test_a_detached_executor_leaves_the_pod_running(
     executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
 ) -> None:
     """At shutdown the pod keeps building for the next start; the API server is emulated."""
-    logs = pod_logs(POD)
-    emit = Recorder()
-    run = asyncio.create_task(executor.run(REQUEST, emit))
-    await kubelet.wait_for_pod(POD)
-    await kubelet.running(POD)
-    await logs.write(r2d("building", "building"))
-    await emit.wait_for("building")
+    run, logs = await start_building(executor, kubelet, pod_logs)
     executor.detach()
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
