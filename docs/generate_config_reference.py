@@ -37,7 +37,9 @@ def render() -> str:
         for name, trait in sorted(traits.items()):
             # Defaults computed from this machine (the Python running it) stay generic.
             default = trait.default_value_repr().replace(sys.executable, "<python>")
-            help_text = " ".join(inspect.cleandoc(trait.help or "").split())
+            # Entry-point traits append what happens to be installed; leave that out.
+            help_text = (trait.help or "").split("Currently installed:")[0]
+            help_text = " ".join(inspect.cleandoc(help_text).split())
             lines += [f"`c.{cls.__name__}.{name}`", f": {help_text} (default: `{default}`)", ""]
     return "\n".join(lines)
 
