@@ -15,6 +15,12 @@ from binderhub_service.executors.kubernetes import KubernetesExecutor
 TARGET = Path(__file__).parent / "source" / "reference" / "configuration.md"
 
 
+def defined_here(cls: type, name: str) -> bool:
+    """Whether this project defines trait ``name`` of ``cls`` (not traitlets' own classes)."""
+    owner = next(klass for klass in cls.__mro__ if name in vars(klass))
+    return owner.__module__.startswith("binderhub_service")
+
+
 def render() -> str:
     lines = [
         "# Configuration reference",
@@ -30,7 +36,11 @@ def render() -> str:
         if cls in seen:
             continue
         seen.add(cls)
-        traits = cls.class_traits(config=True)
+        traits = {
+            name: trait
+            for name, trait in cls.class_traits(config=True).items()
+            if defined_here(cls, name)
+        }
         if not traits:
             continue
         lines += [f"## {cls.__name__}", ""]
