@@ -311,7 +311,7 @@ class BinderHubService(Application):
         )
         handlers: list[Any] = [
             *api_handlers(api),
-            web.url(base + r"build/([^/]+)/(.+)", BuildHandler, build_args, name="build"),
+            (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "health", HealthHandler, {"checker": self.health_checker}),
             (base + "versions", VersionsHandler, {"versions": versions}),
@@ -350,7 +350,6 @@ class BinderHubService(Application):
         os.makedirs(self.data_dir, exist_ok=True)
         await self.store.open()
         self.log.info("Build records in %s", self.store.safe_url)
-        await self.executor.recover()
         await reconcile(self.store, self.build_manager, self.recorder, self.use_registry, self.log)
         self.recorder.start()
 
@@ -360,6 +359,7 @@ class BinderHubService(Application):
 
     async def serve(self) -> None:
         """Listen until SIGTERM or SIGINT, then stop builds and close."""
+        await self.executor.recover()
         await self.start_store()
         server = HTTPServer(self.tornado_app, xheaders=True)
         server.listen(self.port, self.ip)

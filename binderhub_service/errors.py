@@ -54,6 +54,3 @@ class BuildFailed(ServiceError):
 
     status_code = 500
 
-
-class BuildTimeout(BuildFailed):
-    status_code = 504

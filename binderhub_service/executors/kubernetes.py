@@ -46,7 +46,7 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 
 
 @dataclass(frozen=True)
-class RunningBuild:
+class BuildPod:
     """A build pod found in the namespace, as recorded in its annotations."""
 
     pod_name: str
@@ -420,7 +420,25 @@ class KubernetesExecutor(BuildExecutor):
         self.log.info("Reattaching to build pod %s", pod_name)
         await self._follow_to_the_end(api, pod_name, emit)
 
-    async def find_running_builds(self) -> list[RunningBuild]:
+    async def recover(self) -> None:
+        """Delete build pods that ended while no service followed them.
+
+        Their delayed deletion was lost with the run that started them; pods
+        still running are left for the start-up reconciliation to take back.
+        """
+        api = await self._api()
+        try:
+            pods = await self.find_build_pods()
+        except Exception as error:
+            # Not fatal: the pods are only garbage, and the service can start without it.
+            self.log.warning("Could not look for ended build pods: %s", describe(error))
+            return
+        for pod in pods:
+            if pod.phase in ("Succeeded", "Failed"):
+                self.log.info("Deleting build pod %s, which ended (%s)", pod.pod_name, pod.phase)
+                await self._delete(api, pod.pod_name)
+
+    async def find_build_pods(self) -> list[BuildPod]:
         """The build pods of this service in the namespace (from any earlier run)."""
         api = await self._api()
         listing = await api.list(label_selector=label_selector(self._selector_labels()))
@@ -429,7 +447,7 @@ class KubernetesExecutor(BuildExecutor):
             metadata = pod.get("metadata") or {}
             annotations = metadata.get("annotations") or {}
             builds.append(
-                RunningBuild(
+                BuildPod(
                     pod_name=metadata.get("name", ""),
                     build_id=annotations.get(BUILD_ID_ANNOTATION, ""),
                     repo_url=annotations.get(REPO_ANNOTATION, ""),

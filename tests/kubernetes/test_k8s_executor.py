@@ -24,7 +24,7 @@ from traitlets.config import Config
 from binderhub_service.errors import BuildFailed, ServiceError
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.base import BuildRequest
-from binderhub_service.executors.kubernetes import KubernetesExecutor, RunningBuild
+from binderhub_service.executors.kubernetes import BuildPod, KubernetesExecutor
 from binderhub_service.executors.pod import (
     BuildPodOptions,
     build_pod_name,
@@ -397,7 +397,7 @@ async def test_cancel_deletes_the_pod(
     with pytest.raises(asyncio.CancelledError):
         await run
     # Deleted before run() re-raised: no waiting needed.
-    assert await executor.find_running_builds() == []
+    assert await executor.find_build_pods() == []
     await logs.close()
 
 
@@ -410,7 +410,7 @@ async def test_a_detached_executor_leaves_the_pod_running(
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert [b.pod_name for b in await executor.find_running_builds()] == [POD]
+    assert [b.pod_name for b in await executor.find_build_pods()] == [POD]
     await logs.close()
 
 
@@ -421,7 +421,7 @@ async def test_timeout_deletes_the_pod(
     pod_logs(POD)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(executor.run(REQUEST, Recorder()), 0.5)
-    assert await executor.find_running_builds() == []
+    assert await executor.find_build_pods() == []
 
 
 async def test_pod_deleted_by_someone_else_fails_the_build(
@@ -467,9 +467,9 @@ async def test_reattach_after_restart(
         await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
         await kubelet.running(POD)
 
-        builds = await after.find_running_builds()
+        builds = await after.find_build_pods()
         assert builds == [
-            RunningBuild(
+            BuildPod(
                 pod_name=POD,
                 build_id="b1",
                 repo_url=REQUEST.repo_url,
@@ -488,6 +488,28 @@ async def test_reattach_after_restart(
         assert emit.messages[-2:] == ["before the restart", "after the restart"]
     finally:
         await after.shutdown()
+
+
+async def test_recover_deletes_pods_that_ended_unfollowed(
+    executor: KubernetesExecutor, kubelet: Kubelet, core_api
+) -> None:
+    """Pods that ended while no service ran are deleted, running ones kept; API emulated."""
+    other = dataclasses.replace(REQUEST, build_id="b2", ref="b" * 40)
+    for request in (REQUEST, other):
+        options = BuildPodOptions(
+            build_id=request.build_id,
+            repo2docker=executor.repo2docker_options(request),
+            namespace=NAMESPACE,
+        )
+        await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+    ended = build_pod_name(other.repo_url, other.ref)
+    await kubelet.running(POD)
+    await kubelet.terminated(ended, 0)
+
+    await executor.recover()
+
+    await kubelet.wait_for_deletion(ended)
+    assert [b.pod_name for b in await executor.find_build_pods()] == [POD]
 
 
 async def test_reattach_to_a_missing_pod_fails(executor: KubernetesExecutor) -> None:
