@@ -53,4 +53,3 @@ class BuildFailed(ServiceError):
     """A build ran and did not produce an image."""
 
     status_code = 500
-

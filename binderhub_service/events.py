@@ -85,7 +85,12 @@ class BuildEvent:
 
 def sse_frame(event_id: int, event: BuildEvent) -> bytes:
     """Serialise one event as a Server-Sent Events frame with its id."""
-    return f"id: {event_id}\ndata: {event.to_json()}\n\n".encode()
+    return json_frame(event_id, event.to_json())
+
+
+def json_frame(event_id: int, data: str) -> bytes:
+    """A Server-Sent Events frame for an event already in its JSON wire form."""
+    return f"id: {event_id}\ndata: {data}\n\n".encode()
 
 
 KEEPALIVE_FRAME = b":keepalive\n\n"

@@ -18,7 +18,8 @@ from typing import Any
 from tornado import web
 
 from ..build_requests import BuildRequests
-from ..errors import ServiceError, UnknownProvider
+from ..errors import Forbidden, ServiceError, UnknownProvider
+from ..events import json_frame
 from ..store import BuildFilter, BuildRecorder, Store
 from ..store.models import BuildRecord
 from ..store.records import build_json, image_json
@@ -164,7 +165,7 @@ async def cancel(handler: ApiHandler, build_id: str) -> None:
     record = await handler.visible_build(build_id)
     identity = handler.current_identity()
     if not identity.is_admin and record.requester != identity.name:
-        raise ServiceError("Only the user who started a build can cancel it.", 403)
+        raise Forbidden("Only the user who started a build can cancel it.")
     build = handler.manager.get(build_id)
     if build is None or build.done:
         raise Conflict(f"Build {build_id} has already ended ({record.state}).")
@@ -193,7 +194,7 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
             return
         batch: list[bytes] = []
         async for number, data in self.ctx.store.events(build_id, after=offset):
-            batch.append(f"id: {number}\ndata: {data}\n\n".encode())
+            batch.append(json_frame(number, data))
             if len(batch) >= 500:
                 await self.send(b"".join(batch))
                 batch = []
