@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,25 +10,15 @@ import pytest
 from cluster_api import ApiServer, emulate_core_resources
 
 from tests.chart.chart_helpers import helm
-
-ROOT = Path(__file__).parents[2]
+from tests.service_image import service_image as build_service_image
 
 __all__ = ["api_server", "helm", "service_image"]
 
 
 @pytest.fixture(scope="session")
 def service_image(docker_engine: None) -> str:
-    """The service image built by .ci/build-service-image, as CI builds it.
-
-    ``$BHS_TEST_SERVICE_IMAGE`` names an image already built with that script
-    (to reuse one while developing); otherwise ``binderhub-service:test`` is built.
-    """
-    image = os.environ.get("BHS_TEST_SERVICE_IMAGE")
-    if image:
-        return image
-    image = "binderhub-service:test"
-    subprocess.run([str(ROOT / ".ci" / "build-service-image"), image], check=True, timeout=1200)
-    return image
+    """The service image built by .ci/build-service-image (see tests/service_image.py)."""
+    return build_service_image()
 
 
 @pytest.fixture
