@@ -82,6 +82,8 @@ def start_hub(root: Path, settings: dict[str, Any], users: list[str], hub_port: 
 
     Its API listens on ``hub_port`` (services are told ``http://127.0.0.1:PORT/hub/api``).
     """
+    if not CHP.exists():
+        raise RuntimeError("configurable-http-proxy is missing: run .ci/install-node-deps first.")
     port = free_port()
     admin_token = secrets.token_hex(16)
     settings = copy.deepcopy(settings)
