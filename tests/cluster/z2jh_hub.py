@@ -9,9 +9,11 @@ test maps them to loopback (there is no cluster DNS here).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import textwrap
@@ -60,7 +62,12 @@ class RunningHub:
         return (self.root / "hub.log").read_text()
 
     def stop(self) -> None:
+        """Stop the hub, and its proxy (in a session of its own) if the hub left it running."""
         stop_process(self.proc, timeout=20)
+        pid_file = self.root / "jupyterhub-proxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
 
 
 def wait_for_ok(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -108,6 +115,7 @@ def start_hub(root: Path, settings: dict[str, Any], users: list[str], hub_port: 
         c.JupyterHub.db_url = "sqlite:///{root / "hub.sqlite"}"
         c.JupyterHub.cookie_secret_file = "{root / "cookie_secret"}"
         c.JupyterHub.pid_file = "{root / "hub.pid"}"
+        c.ConfigurableHTTPProxy.pid_file = "{root / "jupyterhub-proxy.pid"}"
         c.JupyterHub.authenticator_class = "dummy"
         c.Authenticator.allowed_users = {set(users)!r}
         """
