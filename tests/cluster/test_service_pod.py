@@ -25,10 +25,20 @@ import pytest
 import yaml
 from cluster_api import ApiServer
 from pod_runner import Cluster, PodRun, PodRunner
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from z2jh_hub import RunningHub, jupyterhub_config, start_hub
 
 from tests.chart.chart_helpers import CHART, howto_values, notes_snippet
-from tests.conftest import GitServer, Registry, free_port, start_registry, stop_process
+from tests.conftest import (
+    POSTGRES_URL,
+    GitServer,
+    Registry,
+    empty_postgres,
+    free_port,
+    start_registry,
+    stop_process,
+)
 from tests.repos import hello_repo
 
 NAMESPACE = "jhub"
@@ -316,3 +326,57 @@ async def test_without_a_registry_url_the_pod_refuses_to_start(
     (line,) = [line for line in log.splitlines() if "registry" in line]
     assert "no registry URL is set" in line
     assert "registry.url" in line
+
+
+@pytest.mark.postgres
+async def test_the_database_url_from_a_secret(
+    helm: str,
+    service_image: str,
+    api_server: ApiServer,
+    auth_registry: tuple[Registry, subprocess.Popen],
+    tmp_path: Path,
+) -> None:
+    """databaseUrlSecret: the records go to PostgreSQL, none to the volume."""
+    await empty_postgres(POSTGRES_URL)
+    values = chart_values(service_image, free_port(), auth_registry[0].url, "http://127.0.0.1:1")
+    values["databaseUrlSecret"] = {"name": "bhs-db", "key": "url"}
+    manifests, _ = helm_install(helm, values, tmp_path)
+    database_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "bhs-db"},
+        "stringData": {"url": POSTGRES_URL},
+    }
+    node = tmp_path / "node"
+    runner = PodRunner(
+        Cluster(
+            namespace=NAMESPACE,
+            api_host=api_server.host,
+            api_port=api_server.port,
+            ca_cert=api_server.ca_cert,
+            token=api_server.token,
+            objects=[*manifests, database_secret],
+            node_root=node,
+        ),
+        tmp_path / "kubelet",
+    )
+    try:
+        run = await runner.start(one(manifests, "Deployment")["spec"]["template"])
+        await run.wait_for("startupProbe", timeout=120)
+        await run.wait_for("readinessProbe", timeout=60)
+        log = await run.logs()
+    finally:
+        await runner.stop_all()
+    password = urllib.parse.urlsplit(POSTGRES_URL).password
+    assert password and f":{password}@" not in log
+    assert "Build records in postgresql+asyncpg://" in log
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+            assert list(tables)
+    finally:
+        await engine.dispose()
+    assert [p.name for p in node.rglob("*") if p.is_file()] == []
