@@ -44,3 +44,38 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    page = (tmp_path / "reference" / "configuration.html").read_text()
+    # Definition lists with an anchor per option, which other pages link to.
+    assert page.count("<dl") > 100
+    assert 'id="config-binderhubservice-port"' in page
+    assert 'id="config-kubernetesexecutor-namespace"' in page
+    howto = (tmp_path / "howto" / "add-to-jupyterhub.html").read_text()
+    assert "configuration.html#config-serviceauth-build-scope" in howto
+
+
+def test_configuration_reference_states_one_default_per_option() -> None:
+    """A default computed at start is described by the help text alone, never as ``0``."""
+    reference = (DOCS / "source" / "reference" / "configuration.md").read_text()
+    entries = reference.split("\n\n`c.")[1:]
+
+    def entry(option: str) -> str:
+        [found] = [e for e in entries if e.startswith(f"{option}`")]
+        return found.split("\n\n(config-")[0]
+
+    for option in ("port", "ip", "use_registry"):
+        assert "(default: `" not in entry(f"BinderHubService.{option}"), entry(option)
+        assert entry(f"BinderHubService.{option}").count("Default") == 1
+    assert "(default: `" not in entry("ServiceAuth.cookie_secret")
+    assert entry("BinderHubService.executor_class").endswith(
+        "Default ``local``. (default: `'local'`)"
+    )
+    assert "## KubernetesExecutor" in reference and "## LocalDockerExecutor" in reference
+
+
+def test_the_data_folder_is_ignored_by_git() -> None:
+    """Running the service from a checkout leaves its data folder out of ``git status``."""
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", "binderhub-service-data/binderhub-service.sqlite"],
+        cwd=DOCS.parent,
+    )
+    assert result.returncode == 0
