@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 EXECUTOR_GROUP = "binderhub_service.executors"
 _OBJECT_REPR = re.compile(r"<([\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+# traitlets: "The 'port' trait of a BinderHubService instance expected an int, not ..."
+_TRAIT_ERROR = re.compile(r"^The '(\w+)' trait of an? (\w+) instance (?:must be )?(.*)$")
 
 
 class ConfigError(Exception):
@@ -44,9 +46,9 @@ def executor_names() -> list[str]:
 
 
 def trait_error_message(error: Exception) -> str:
-    """A traitlets error as one line, without ``<... object at 0x...>``."""
-    text = " ".join(str(error).split())
-    return _OBJECT_REPR.sub(r"\2", text)
+    """A traitlets error as one line naming the option, without ``<... object at 0x...>``."""
+    text = _OBJECT_REPR.sub(r"\2", " ".join(str(error).split()))
+    return _TRAIT_ERROR.sub(r"c.\2.\1 is not valid: \3", text)
 
 
 def load_config_file(app: Application, path: str, explicit: bool) -> None:

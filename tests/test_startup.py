@@ -110,8 +110,12 @@ REGISTRY_ALLOWED = "an http:// or https:// URL such as http://127.0.0.1:5000"
             f"c.DockerRegistry.url = '127.0.0.1:5000' is not valid: {REGISTRY_ALLOWED}",
         ),
         (
+            "c.BuildManager.build_timeout = 'soon'",
+            "c.BuildManager.build_timeout is not valid: expected a float, not the str 'soon'.",
+        ),
+        (
             "c.BinderHubService.port = 'eighty'",
-            "The 'port' trait of a BinderHubService instance expected an int, not the str",
+            "c.BinderHubService.port is not valid: expected an int, not the str 'eighty'.",
         ),
     ],
     ids=[
@@ -124,6 +128,7 @@ REGISTRY_ALLOWED = "an http:// or https:// URL such as http://127.0.0.1:5000"
         "repo2docker-config-missing",
         "registry-not-a-url",
         "registry-no-scheme",
+        "timeout-not-a-number",
         "port-not-a-number",
     ],
 )
