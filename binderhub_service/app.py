@@ -273,7 +273,9 @@ class BinderHubService(Application):
             self.exit(1)
 
     def _initialize(self, argv: list[str] | None) -> None:
-        super().initialize(argv)
+        # traitlets' parse_command_line reports a bad value itself ("Bad config
+        # encountered ..."); its undecorated form lets initialize() say it in one line.
+        Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
         if self.generate_config:
             return
         explicit = "config_file" in self.cli_config.get("BinderHubService", {})

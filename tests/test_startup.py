@@ -139,6 +139,13 @@ def test_a_bad_value_is_one_line_and_exit_1(tmp_path: Path, line: str, expected:
     assert not (tmp_path / "data").exists(), "a refused start changes nothing"
 
 
+def test_a_bad_value_on_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.py"
+    config.write_text("c.BinderHubService.auth_enabled = False\n")
+    message = the_one_line(run_service(tmp_path, args=["--config", str(config), "--port=abc"]))
+    assert message == "c.BinderHubService.port is not valid: expected an int, not the str 'abc'."
+
+
 def test_a_config_file_with_a_syntax_error_stops_the_service(tmp_path: Path) -> None:
     message = the_one_line(run_service(tmp_path, "c.BinderHubService.port = (8585"))
     assert re.fullmatch(r"Config file '.*config\.py' line 3: syntax error: .*\.", message), message
