@@ -6,14 +6,16 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import urllib.parse
 from typing import Any
 
 from jupyterhub.traitlets import EntryPointType
+from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Dict, Float, Integer, Unicode, default, validate
-from traitlets.config import Application, catch_config_error
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Unicode, default, validate
+from traitlets.config import Application
 
 from . import __version__
 from .auth import AuthConfigError, ServiceAuth
@@ -32,8 +34,39 @@ from .limits import UserLimits
 from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .registry import DockerRegistry
+from .startup import (
+    ConfigError,
+    bind,
+    check_settings,
+    executor_names,
+    load_config_file,
+    trait_error_message,
+)
 from .store import BuildRecorder, Store
 from .store.reconcile import reconcile
+
+
+class ExecutorClass(EntryPointType):
+    """``executor_class``: an executor's entry-point name or a BuildExecutor subclass.
+
+    A value that is neither is refused with the installed choices named.
+    """
+
+    def _resolve_string(self, string: str) -> Any:
+        registry = self.load_entry_points()
+        if string.lower() in registry:
+            return registry[string.lower()].load()
+        return super()._resolve_string(string)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        try:
+            return super().validate(obj, value)
+        except TraitError:
+            choices = ", ".join(repr(name) for name in executor_names())
+            raise TraitError(
+                f"c.BinderHubService.executor_class = {value!r} is not valid: choose one of "
+                f"{choices}, or the import path of a BuildExecutor subclass."
+            ) from None
 
 
 class BinderHubService(Application):
@@ -53,7 +86,7 @@ class BinderHubService(Application):
         "config": "BinderHubService.config_file",
         "ip": "BinderHubService.ip",
         "port": "BinderHubService.port",
-        "log-level": "Application.log_level",
+        "log-level": "BinderHubService.log_level",
     }
 
     flags = {
@@ -61,19 +94,35 @@ class BinderHubService(Application):
             {"BinderHubService": {"generate_config": True}},
             "Write a config file with every option documented, then exit.",
         ),
-        "debug": ({"Application": {"log_level": 10}}, "Log at debug level."),
+        "debug": ({"BinderHubService": {"log_level": 10}}, "Log at debug level."),
     }
 
     config_file = Unicode(
         "binderhub_service_config.py",
-        help="The Python config file to load (and the file --generate-config writes).",
+        help="""The Python config file to load (and the file --generate-config writes).
+        Default ``binderhub_service_config.py`` in the working directory, read only when it
+        exists; a file named with ``--config`` must exist.""",
+    ).tag(config=True)
+
+    log_level = Enum(
+        (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"),
+        default_value=logging.INFO,
+        help="""Log level, by name or number: DEBUG (10), INFO (20), WARN (30), ERROR (40),
+        CRITICAL (50). Default INFO (20). Example: ``--log-level=DEBUG``.""",
+    ).tag(config=True)
+
+    log_format = Unicode(
+        "[%(asctime)s.%(msecs)03d %(name)s] %(levelname)s | %(message)s",
+        help="""Format of log lines (Python ``logging``), timestamp first. Default
+        ``[%(asctime)s.%(msecs)03d %(name)s] %(levelname)s | %(message)s``.""",
     ).tag(config=True)
 
     generate_config = Bool(False, help="Write the config file, then exit.").tag(config=True)
 
     ip = Unicode(
-        help="""Address to listen on. Default: the host of ``JUPYTERHUB_SERVICE_URL`` when
-        JupyterHub starts the service, else ``127.0.0.1``.""",
+        help="""Address to listen on, e.g. ``0.0.0.0`` for every interface. Default: the
+        host of ``JUPYTERHUB_SERVICE_URL`` when JupyterHub starts the service, else
+        ``127.0.0.1``.""",
     ).tag(config=True)
 
     @default("ip")
@@ -81,8 +130,8 @@ class BinderHubService(Application):
         return self._service_url().hostname or "127.0.0.1"
 
     port = Integer(
-        help="""Port to listen on. Default: the port of ``JUPYTERHUB_SERVICE_URL`` when
-        JupyterHub starts the service, else 8585.""",
+        help="""TCP port to listen on, 1 to 65535. Default: the port of
+        ``JUPYTERHUB_SERVICE_URL`` when JupyterHub starts the service, else 8585.""",
     ).tag(config=True)
 
     @default("port")
@@ -124,12 +173,13 @@ class BinderHubService(Application):
     def _default_use_registry(self) -> bool:
         return bool(self.registry.url)
 
-    executor_class = EntryPointType(
-        default_value=LocalDockerExecutor,
+    executor_class = ExecutorClass(
+        default_value="local",
         klass=BuildExecutor,
         entry_point_group="binderhub_service.executors",
-        help="""Where builds run: ``local`` (repo2docker on this machine's container engine,
-        the default) or ``kubernetes`` (build pods), or a BuildExecutor subclass.""",
+        help="""Where builds run: ``local`` (repo2docker on this machine's container engine)
+        or ``kubernetes`` (build pods, configured with ``c.KubernetesExecutor``), or the
+        import path of a BuildExecutor subclass. Default ``local``.""",
     ).tag(config=True)
 
     found_image_cache_seconds = Float(
@@ -197,23 +247,44 @@ class BinderHubService(Application):
         UserLimits,
     ]
 
-    @default("log_level")
-    def _default_log_level(self) -> int:
-        return logging.INFO
-
     def _service_url(self) -> urllib.parse.SplitResult:
         return urllib.parse.urlsplit(os.environ.get("JUPYTERHUB_SERVICE_URL", ""))
 
-    @catch_config_error
+    def all_classes(self) -> list[type]:
+        """Every configurable class, the executors loaded only when chosen included."""
+        from .executors.kubernetes import KubernetesExecutor
+
+        return [*self.classes, KubernetesExecutor]
+
+    def emit_help(self, classes: bool = False) -> Any:
+        if classes:
+            self.classes = self.all_classes()
+        return super().emit_help(classes)
+
+    def generate_config_file(self, classes: Any = None) -> str:
+        return super().generate_config_file(self.all_classes() if classes is None else classes)
+
     def initialize(self, argv: list[str] | None = None) -> None:
-        super().initialize(argv)
+        """Load and check the configuration, then build every part; exit 1 on a bad value."""
+        try:
+            self._initialize(argv)
+        except (ConfigError, TraitError) as e:
+            self.log.critical("%s", trait_error_message(e))
+            self.exit(1)
+
+    def _initialize(self, argv: list[str] | None) -> None:
+        # traitlets' parse_command_line reports a bad value itself ("Bad config
+        # encountered ..."); its undecorated form lets initialize() say it in one line.
+        Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
         if self.generate_config:
             return
-        self.load_config_file(self.config_file)
+        explicit = "config_file" in self.cli_config.get("BinderHubService", {})
+        load_config_file(self, self.config_file, explicit)
         self.init_logging()
-        self.init_auth()
         self.init_registry()
         self.init_executor()
+        check_settings(self)
+        self.init_auth()
         self.init_images()
         self.init_providers()
         self.init_store()
@@ -234,8 +305,7 @@ class BinderHubService(Application):
         try:
             self.auth = ServiceAuth(parent=self, enabled=self.auth_enabled, base_url=self.base_url)
         except AuthConfigError as e:
-            self.log.critical("%s", e)
-            self.exit(1)
+            raise ConfigError(str(e)) from None
         if not self.auth_enabled:
             self.log.warning(
                 "Authentication is off (auth_enabled = False): anyone who can reach this "
@@ -343,7 +413,12 @@ class BinderHubService(Application):
         if self.generate_config:
             self.write_default_config()
             return
-        asyncio.run(self.serve())
+        try:
+            sockets = bind(self.ip, self.port)
+        except ConfigError as e:
+            self.log.critical("%s", e)
+            self.exit(1)
+        asyncio.run(self.serve(sockets))
 
     def write_default_config(self) -> None:
         if os.path.exists(self.config_file):
@@ -365,12 +440,20 @@ class BinderHubService(Application):
         await self.recorder.close()
         await self.store.close()
 
-    async def serve(self) -> None:
-        """Listen until SIGTERM or SIGINT, then stop builds and close."""
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        """Serve on ``sockets`` until SIGTERM or SIGINT, then stop builds and close."""
         await self.executor.recover()
-        await self.start_store()
+        try:
+            await self.start_store()
+        except (OSError, SQLAlchemyError) as e:
+            self.log.critical(
+                "Cannot open the database c.BinderHubService.db_url = %r: %s",
+                self.store.safe_url,
+                trait_error_message(e).split(" [SQL:")[0],
+            )
+            self.exit(1)
         server = HTTPServer(self.tornado_app, xheaders=True)
-        server.listen(self.port, self.ip)
+        server.add_sockets(sockets)
         self.log.info(
             "binderhub-service %s listening on http://%s:%s%s (executor: %s, registry: %s)",
             __version__,

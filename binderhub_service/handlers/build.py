@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tornado.log import app_log
+
 from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import InvalidSpec, ServiceError
@@ -39,6 +41,13 @@ class BuildHandler(EventStreamHandler):
             build = await self._find_or_start_build()
         except ServiceError as e:
             await self.send_event(failed(e.message, e.status_code))
+            return
+        except Exception:
+            # The stream has started: an unexpected error still ends it with an event.
+            app_log.exception("Unexpected error answering %s", self.request.path)
+            await self.send_event(
+                failed("An internal error stopped the request; the service's log has details.", 500)
+            )
             return
         if build is None:
             return

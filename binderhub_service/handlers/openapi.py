@@ -73,6 +73,7 @@ _DOCUMENT: dict[str, Any] = {
             "that the caller may not see are answered 404."
         ),
     },
+    "security": [{"hubToken": []}],
     "paths": {
         "/builds": {
             "get": {
@@ -242,6 +243,22 @@ _DOCUMENT: dict[str, Any] = {
         },
     },
     "components": {
+        "securitySchemes": {
+            "hubToken": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": (
+                    "A JupyterHub API token, sent as `Authorization: token <token>` (or "
+                    "`Bearer <token>`). It needs `access:services!service=<service name>`; "
+                    "building needs the build scope (`custom:binderhub-service:build`), "
+                    "seeing everyone's records the admin scope. Browsers logged in through "
+                    "the hub send the service's login cookie instead, with the `_xsrf` "
+                    "value as `X-XSRFToken`. Without authentication (`auth_enabled = "
+                    "False`) no token is needed."
+                ),
+            }
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -346,7 +363,7 @@ _DOCUMENT: dict[str, Any] = {
                     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}
                 },
             },
-        }
+        },
     },
 }
 

@@ -39,7 +39,12 @@ class EventStreamHandler(BaseHandler):
         except StreamClosedError:
             raise web.Finish() from None
 
+    #: The ``failed`` event this handler sent itself (a refusal), for the access log.
+    refusal: BuildEvent | None = None
+
     async def send_event(self, event: BuildEvent, event_id: int = 1) -> None:
+        if event.is_final and event.status_code is not None:
+            self.refusal = event
         await self.send(sse_frame(event_id, event))
 
     def last_event_id(self) -> int | None:
