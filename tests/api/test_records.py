@@ -1,0 +1,84 @@
+"""Records stay writable whatever a build prints: in process (fake executor), on SQLite
+and on a real PostgreSQL (which refuses NUL in text)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from tests.api.conftest import Api, api_app, make_service
+from tests.api.test_api import git, wait_state
+from tests.conftest import POSTGRES_URL, empty_postgres
+from tests.sse import read_events
+
+
+async def test_nul_and_control_characters_are_stored_as_valid_text(api: Api) -> None:
+    api.executor.failure_message = "python\x00x \x1b[31mred\r\nnext"
+    status, record = await api.call("POST", "builds", git("will-fail-nul"), user="alice")
+    assert status == 202
+    failed = await wait_state(api, record["id"], "failed", user="alice")
+    assert failed["failure_reason"] == "python\ufffdx \ufffd[31mred\nnext"
+    stream = await read_events(
+        f"{api.url}builds/{record['id']}/events", headers={"X-Test-User": "alice"}
+    )
+    assert stream.phases[-1] == "failed"
+    assert "\x00" not in stream.events[-1]["message"]
+    assert "python\ufffdx" in stream.events[-1]["message"]
+    # Later builds are still recorded, and asking for one never fails.
+    for i in range(3):
+        status, later = await api.call("POST", "builds", git(f"after-nul-{i}"), user="bob")
+        assert status == 202, later
+        await wait_state(api, later["id"], "succeeded", user="bob")
+
+
+@pytest.fixture
+async def postgres_api(tmp_path: Path) -> Any:
+    await empty_postgres(POSTGRES_URL)
+    service = make_service(POSTGRES_URL, tmp_path)
+    await service.start_store()
+    sock, port = bind_unused_port()
+    server = HTTPServer(api_app(service))
+    server.add_sockets([sock])
+    yield Api(url=f"http://127.0.0.1:{port}/api/v1/", service=service)
+    server.stop()
+    await service.build_manager.shutdown()
+    await service.stop_store()
+
+
+@pytest.mark.postgres
+async def test_a_row_the_database_refuses_blocks_no_other_build(postgres_api: Api) -> None:
+    """A record PostgreSQL refuses (a ref longer than its column) is dropped with a log
+    line; builds in the same batch and after it are recorded, and POST never fails."""
+    api = postgres_api
+    manager, recorder = api.service.build_manager, api.service.recorder
+    recorder.flush_interval = 3600  # both builds go into one batch
+    api.executor.pause = 0.05
+    bad = manager.request_build(
+        provider="git",
+        repo_url="git://127.0.0.1:9/bad.git",
+        ref="r" * 300,
+        image_name="binder-bad:1",
+        push=False,
+        requester="mallory",
+    )
+    status, good = await api.call("POST", "builds", git("good-neighbour"), user="alice")
+    # The record is not stored yet (the batch holds the bad row): the answer comes from memory.
+    assert status == 202 and good["state"] == "running"
+    assert await recorder.flush()
+    assert await api.service.store.get_build(bad.id) is None
+    assert await api.service.store.get_build(good["id"]) is not None
+    recorder.flush_interval = 0.05
+    await wait_state(api, good["id"], "succeeded", user="alice")
+    while not bad.done:
+        await asyncio.sleep(0.02)
+    for i in range(3):
+        status, later = await api.call("POST", "builds", git(f"later-{i}"), user="bob")
+        assert status == 202, later
+        await wait_state(api, later["id"], "succeeded", user="bob")
+    assert not recorder.pending or await recorder.flush()
+    assert await api.service.store.get_build(bad.id) is None
