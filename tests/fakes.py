@@ -26,6 +26,9 @@ class FakeExecutor(BuildExecutor):
     pause = Float(0.0).tag(config=True)
     pause_every = Int(1).tag(config=True)
     failure_message = Unicode("the Dockerfile failed").tag(config=True)
+    extra_line = Unicode("", help="A line emitted after the building lines, if set.").tag(
+        config=True
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,6 +44,8 @@ class FakeExecutor(BuildExecutor):
                 emit(BuildEvent(Phase.BUILDING, f"line {i}"))
                 if self.pause and (i + 1) % self.pause_every == 0:
                     await asyncio.sleep(self.pause)
+            if self.extra_line:
+                emit(BuildEvent(Phase.BUILDING, self.extra_line))
             if "hang" in request.repo_url:
                 await asyncio.Event().wait()
             if "fail" in request.repo_url:

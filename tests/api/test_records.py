@@ -4,6 +4,7 @@ and on a real PostgreSQL (which refuses NUL in text)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,50 @@ async def test_a_row_the_database_refuses_blocks_no_other_build(postgres_api: Ap
         await wait_state(api, later["id"], "succeeded", user="bob")
     assert not recorder.pending or await recorder.flush()
     assert await api.service.store.get_build(bad.id) is None
+
+
+async def test_joiners_do_not_see_who_started_a_build(api: Api) -> None:
+    api.executor.pause = 0.05
+    _, first = await api.call("POST", "builds", git("joined-by-bob"), user="alice")
+    status, joined = await api.call("POST", "builds", git("joined-by-bob"), user="bob")
+    assert status == 202 and joined["id"] == first["id"]
+    assert first["requester"] == "alice" and joined["requester"] is None
+    done = await wait_state(api, first["id"], "succeeded", user="bob")
+    assert done["requester"] is None
+    _, listing = await api.call("GET", "builds", user="bob")
+    assert [b["requester"] for b in listing["builds"] if b["id"] == first["id"]] == [None]
+    stream = await read_events(
+        f"{api.url}builds/{first['id']}/events", headers={"X-Test-User": "bob"}
+    )
+    assert "alice" not in json.dumps(stream.events)
+    # The starter and admins still see it.
+    assert (await api.call("GET", f"builds/{first['id']}", user="alice"))[1]["requester"] == "alice"
+    admin_view = await api.call("GET", f"builds/{first['id']}", user="root", admin=True)
+    assert admin_view[1]["requester"] == "alice"
+
+
+async def test_saved_images_refuse_odd_names_and_descriptions(api: Api) -> None:
+    for body in (
+        {"name": "ok", "image": "bad image"},
+        {"name": "ok", "image": "-leading-dash"},
+        {"name": "ok", "image": "x" * 600},
+        {"name": "ok", "image": "registry/x:1", "description": "nul\x00"},
+        {"name": "ok", "image": "registry/x:1", "description": "x" * 5000},
+        {"name": "../etc", "image": "registry/x:1"},
+        {"name": "n" * 300, "image": "registry/x:1"},
+        {"name": "ok", "build_id": "../../x"},
+    ):
+        status, answer = await api.call("POST", "images", body, user="alice")
+        assert status == 400, (body, answer)
+    for path in ("images/%00", "builds/%00", "builds/" + "x" * 300, "images/a?owner=%00"):
+        status, _ = await api.call("GET", path, user="root", admin=True)
+        assert status == 404, path
+    for query in (
+        "user=" + "u" * 2000,
+        "repository=" + "r" * 2000,
+        "since=" + "9" * 30,
+    ):
+        status, _ = await api.call("GET", f"builds?{query}", user="alice")
+        assert status == 400, query
+    status, _ = await api.call("GET", "builds?since=0001-01-01T00:00:00%2B14:00", user="alice")
+    assert status in (200, 400)
