@@ -20,6 +20,8 @@ from typing import Any
 
 from traitlets import HasTraits
 
+from .text import clean_text
+
 MASK = "***"
 
 # Values shorter than this are not treated as secrets: redacting them would
@@ -100,7 +102,8 @@ class Redactor:
         return self._pattern.sub(MASK, text)
 
     def log_filter(self) -> logging.Filter:
-        """A filter for log handlers that redacts each record's message and traceback."""
+        """A filter for log handlers that redacts each record's message and traceback
+        (and replaces control characters in the message, so one record is one entry)."""
         return _RedactingFilter(self)
 
 
@@ -110,8 +113,7 @@ class _RedactingFilter(logging.Filter):
         self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = self.redact(message)
+        record.msg = self.redact(clean_text(record.getMessage()))
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)

@@ -10,13 +10,13 @@ is answered 404, as if it did not exist. The document at
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from tornado import web
+from tornado.log import app_log
 
 from ..build_requests import BuildRequests
 from ..builds import Build
@@ -30,8 +30,6 @@ from .base import BaseHandler
 from .openapi import openapi_document
 from .sse import EventStreamHandler
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class ApiContext:
@@ -43,6 +41,10 @@ class ApiContext:
     keepalive_interval: float
     base_url: str
     cancel_timeout: float = 60.0
+
+
+# Stored events read at a time when a finished build's log is replayed.
+REPLAY_PAGE = 256
 
 
 class NotFound(ServiceError):
@@ -132,7 +134,7 @@ class BuildsHandler(ApiHandler):
                 await recorder.flush()
                 await store.add_requester(build.id, user)
             except Exception:
-                log.exception("Could not record that %s joined build %s", user, build.id)
+                app_log.exception("Could not record that %s joined build %s", user, build.id)
             self.write_json(self.build_json(await self._record(build)), status=202)
             return
         if await requests.image_exists(target):
@@ -161,7 +163,7 @@ class BuildsHandler(ApiHandler):
             await self.ctx.recorder.flush()
             record = await self.ctx.store.get_build(build.id)
         except Exception:
-            log.exception("Could not read the record of build %s", build.id)
+            app_log.exception("Could not read the record of build %s", build.id)
             record = None
         return record or self.ctx.recorder.snapshot(build)
 
@@ -203,7 +205,7 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
     """``GET builds/{id}/events``: the build's log as an event stream from ``Last-Event-ID``.
 
     A build still in memory streams live until it ends; otherwise the stored
-    log is replayed and the stream closes.
+    log is replayed, page by page, and the stream closes.
     """
 
     async def get(self, build_id: str) -> None:
@@ -215,12 +217,16 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
             async for chunk in build.stream(offset, keepalive=self.ctx.keepalive_interval):
                 await self.send(chunk)
             return
+        # Read in small pages and written in bounded chunks, each waiting for the client.
         batch: list[bytes] = []
-        async for number, data in self.ctx.store.events(build_id, after=offset):
-            batch.append(json_frame(number, data))
-            if len(batch) >= 500:
+        size, limit = 0, self.manager.stream_chunk_bytes
+        async for number, data in self.ctx.store.events(build_id, after=offset, page=REPLAY_PAGE):
+            frame = json_frame(number, data)
+            if batch and size + len(frame) > limit:
                 await self.send(b"".join(batch))
-                batch = []
+                batch, size = [], 0
+            batch.append(frame)
+            size += len(frame)
         if batch:
             await self.send(b"".join(batch))
 

@@ -130,3 +130,20 @@ async def test_saved_images_refuse_odd_names_and_descriptions(api: Api) -> None:
         assert status == 400, query
     status, _ = await api.call("GET", "builds?since=0001-01-01T00:00:00%2B14:00", user="alice")
     assert status in (200, 400)
+
+
+async def test_a_finished_log_is_replayed_from_the_database_in_order(api: Api) -> None:
+    manager = api.service.build_manager
+    manager.finished_build_retention = 0
+    manager.stream_chunk_bytes = 1024
+    api.executor.lines = 1000
+    _, record = await api.call("POST", "builds", git("replayed"), user="alice")
+    await wait_state(api, record["id"], "succeeded", user="alice")
+    while manager.get(record["id"]) is not None:
+        await asyncio.sleep(0.01)
+    url = f"{api.url}builds/{record['id']}/events"
+    stream = await read_events(url, headers={"X-Test-User": "alice"})
+    assert stream.ids == list(range(1, len(stream.events) + 1))
+    assert len(stream.events) > 1000 and stream.phases[-1] == "ready"
+    tail = await read_events(url, headers={"X-Test-User": "alice", "Last-Event-ID": "700"})
+    assert tail.ids == list(range(701, len(stream.events) + 1))
