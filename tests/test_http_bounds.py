@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import resource
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,13 @@ from tests.api.conftest import make_service
 from tests.sse import read_events
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[BinderHubService, int]]:
+async def serve(tmp_path: Path, *config_lines: str) -> AsyncIterator[tuple[BinderHubService, int]]:
     service = make_service(
         f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
         tmp_path,
         "c.BinderHubService.idle_connection_timeout = 1.0",
         "c.BinderHubService.body_timeout = 1.0",
-        "c.UserLimits.rate_limit_per_minute = 60",
-        "c.UserLimits.rate_limit_burst = 3",
+        *config_lines,
     )
     await service.start_store()
     sock, port = bind_unused_port()
@@ -40,6 +39,21 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[BinderHubService, int]]:
     await server.close_all_connections()
     await service.build_manager.shutdown()
     await service.stop_store()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[BinderHubService, int]]:
+    async for value in serve(tmp_path, "c.UserLimits.rate_limit_per_minute = 0"):
+        yield value
+
+
+@pytest.fixture
+async def rate_limited(tmp_path: Path) -> AsyncIterator[tuple[BinderHubService, int]]:
+    """A service that allows 3 requests at once per client, then 1 a second."""
+    async for value in serve(
+        tmp_path, "c.UserLimits.rate_limit_per_minute = 60", "c.UserLimits.rate_limit_burst = 3"
+    ):
+        yield value
 
 
 async def raw_request(port: int, head: bytes, body: bytes = b"", timeout: float = 10) -> bytes:
@@ -114,9 +128,9 @@ async def test_deeply_nested_json_is_a_400(served: tuple[BinderHubService, int])
 
 
 async def test_forwarded_for_does_not_escape_the_rate_limit(
-    served: tuple[BinderHubService, int],
+    rate_limited: tuple[BinderHubService, int],
 ) -> None:
-    _, port = served
+    _, port = rate_limited
     codes = []
     for i in range(5):
         response = await AsyncHTTPClient().fetch(
@@ -144,3 +158,28 @@ async def test_every_answer_has_security_headers(served: tuple[BinderHubService,
     assert stream.phases == ["failed"]
     assert stream.headers["x-content-type-options"] == "nosniff"
     assert stream.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_odd_specs_are_refused_never_a_500(served: tuple[BinderHubService, int]) -> None:
+    _, port = served
+    client = AsyncHTTPClient()
+    for url in (
+        "https://a:99999/x",
+        "https://\uff21\u2100.com/x",
+        "https://[::1/x",
+        "git://%00/x",
+        "https://x/" + "a" * 3000,
+    ):
+        quoted = urllib.parse.quote(url, safe="")
+        stream = await read_events(
+            f"http://127.0.0.1:{port}/build/git/{quoted}/HEAD?build_only=true"
+        )
+        assert stream.status == 200 and stream.phases == ["failed"], url
+        assert stream.events[0]["status_code"] in (400, 403, 404, 503), url
+        response = await client.fetch(
+            f"http://127.0.0.1:{port}/api/v1/builds",
+            method="POST",
+            body=json.dumps({"repo_url": url, "ref": "HEAD"}),
+            raise_error=False,
+        )
+        assert response.code in (400, 403, 404, 503), (url, response.body)
