@@ -283,6 +283,13 @@ class BuildManager(LoggingConfigurable):
         no more than this (and its socket buffer). Default 65536 (64 KiB).""",
     ).tag(config=True)
 
+    stream_write_timeout = Float(
+        300.0,
+        help="""Seconds an event-stream client may take to accept one chunk of the log before
+        the service closes its connection (a client that stops reading holds a connection
+        and a chunk until then). Default 300; 0 waits forever.""",
+    ).tag(config=True)
+
     redactor = Instance(
         Redactor,
         args=(),

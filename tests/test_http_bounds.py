@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import resource
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,3 +184,36 @@ async def test_odd_specs_are_refused_never_a_500(served: tuple[BinderHubService,
             raise_error=False,
         )
         assert response.code in (400, 403, 404, 503), (url, response.body)
+
+
+async def test_a_client_that_stops_reading_is_disconnected(tmp_path: Path) -> None:
+    async for service, port in serve(
+        tmp_path,
+        "c.UserLimits.rate_limit_per_minute = 0",
+        "c.BuildManager.stream_write_timeout = 1.0",
+        "c.FakeExecutor.lines = 120000",
+    ):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        repo = urllib.parse.quote("git://127.0.0.1:9/hang-idle.git", safe="")
+        writer.write(
+            f"GET /build/git/{repo}/{'a' * 40}?build_only=true HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        await writer.drain()
+        while not service.executor.runs:
+            await asyncio.sleep(0.05)
+        # Long past the timeout, however busy the service was when the request came.
+        await asyncio.sleep(6)
+        # The service gave up on this client: what it had sent ends, then the connection.
+        received = 0
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(10):
+                while chunk := await reader.read(65536):
+                    received += len(chunk)
+        writer.close()
+        assert 0 < received < 5 * 1024 * 1024  # less than the log: the stream was cut
+        assert not service.build_manager.get(service.executor.runs[0].build_id).done

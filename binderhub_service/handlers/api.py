@@ -61,6 +61,7 @@ class ApiHandler(BaseHandler):
     def initialize(self, *, context: ApiContext) -> None:
         self.ctx = context
         self.manager = context.requests.manager
+        self.write_timeout = self.manager.stream_write_timeout
 
     @property
     def visible_to(self) -> str | None:
