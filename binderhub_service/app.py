@@ -397,10 +397,19 @@ class BinderHubService(Application):
             f.write(self.generate_config_file())
         self.log.info("Wrote %s", self.config_file)
 
+    def make_data_dir(self) -> None:
+        """Create the data directory, readable by this service's user only (0700)."""
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        try:
+            os.chmod(self.data_dir, 0o700)
+        except PermissionError:
+            # A volume mounted for the service (e.g. with a pod's fsGroup) may belong to
+            # another user; its files stay readable by this user only.
+            self.log.warning("Cannot make %s private to this user (mode 0700)", self.data_dir)
+
     async def start_store(self) -> None:
         """Open the database (migrating it), settle builds left unfinished, start recording."""
-        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
+        self.make_data_dir()
         await self.store.open()
         self.log.info("Build records in %s", self.store.safe_url)
         await reconcile(self.store, self.build_manager, self.recorder, self.use_registry, self.log)
