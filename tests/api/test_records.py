@@ -147,3 +147,34 @@ async def test_a_finished_log_is_replayed_from_the_database_in_order(api: Api) -
     assert len(stream.events) > 1000 and stream.phases[-1] == "ready"
     tail = await read_events(url, headers={"X-Test-User": "alice", "Last-Event-ID": "700"})
     assert tail.ids == list(range(701, len(stream.events) + 1))
+
+
+@pytest.mark.postgres
+async def test_shutdown_writes_what_the_database_accepts(tmp_path: Path) -> None:
+    await empty_postgres(POSTGRES_URL)
+    service = make_service(POSTGRES_URL, tmp_path, "c.BuildRecorder.flush_interval = 3600")
+    await service.start_store()
+    manager = service.build_manager
+    builds = [
+        manager.request_build(
+            provider="git",
+            repo_url=f"git://127.0.0.1:9/{name}.git",
+            ref=ref,
+            image_name=f"binder-{name}:1",
+            push=False,
+            requester="alice",
+        )
+        for name, ref in (("refused", "r" * 300), ("accepted", "a" * 40))
+    ]
+    while not all(b.done for b in builds):
+        await asyncio.sleep(0.02)
+    await manager.shutdown()
+    await service.stop_store()
+    await service.store.open()
+    try:
+        assert await service.store.get_build(builds[0].id) is None
+        record = await service.store.get_build(builds[1].id)
+        assert record is not None and record.state == "succeeded"
+        assert [n async for n, _ in service.store.events(builds[1].id)][-1] > 3
+    finally:
+        await service.store.close()
