@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from .builds import BuildManager
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
+from .handlers.base import NotFoundHandler
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
@@ -33,6 +35,7 @@ from .images import FoundImageCache, ImageLookup
 from .limits import UserLimits
 from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
+from .redact import Redactor
 from .registry import DockerRegistry
 from .startup import (
     ConfigError,
@@ -235,6 +238,34 @@ class BinderHubService(Application):
         help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
     ).tag(config=True)
 
+    trust_xheaders = Bool(
+        False,
+        help="""Take the client's address from ``X-Forwarded-For``/``X-Real-Ip`` (and the scheme
+        from ``X-Forwarded-Proto``). Default off: any client could send these headers and
+        so escape per-address limits. Turn it on only behind a proxy that sets them (e.g.
+        JupyterHub's configurable-http-proxy or an ingress), and make sure clients cannot
+        reach the service past that proxy.""",
+    ).tag(config=True)
+
+    max_request_body_bytes = Integer(
+        16 * 1024,
+        help="""Largest request body accepted, in bytes. Larger requests are refused (400)
+        from their headers, before authentication and before the body is read. Default
+        16384 (16 KiB); build requests and saved images need far less.""",
+    ).tag(config=True)
+
+    idle_connection_timeout = Float(
+        60.0,
+        help="""Seconds a connection may wait for a request's headers (a new connection's
+        first request included) before it is closed. Default 60.""",
+    ).tag(config=True)
+
+    body_timeout = Float(
+        30.0,
+        help="""Seconds a client may take to send a request's body before the connection is
+        closed. Default 30.""",
+    ).tag(config=True)
+
     classes = [
         BuildManager,
         BuildRecorder,
@@ -287,6 +318,7 @@ class BinderHubService(Application):
         self.init_auth()
         self.init_images()
         self.init_providers()
+        self.init_redactor()
         self.init_store()
         self.init_builds()
         self.init_health()
@@ -334,6 +366,25 @@ class BinderHubService(Application):
     def init_providers(self) -> None:
         self.catalog = RepoProviderCatalog(parent=self)
 
+    def init_redactor(self) -> None:
+        """Learn the secrets this service holds, to keep them out of its logs and records."""
+        self.redactor = Redactor()
+        self.redactor.add_from_environment()
+        self.redactor.add_from(self.auth)
+        if self.auth.hub_auth is not None:
+            self.redactor.add(self.auth.hub_auth.api_token)
+            self.redactor.add_from(self.auth.hub_auth)
+        for configurable in (self.registry, self.executor, *self.catalog.providers.values()):
+            self.redactor.add_from(configurable)
+        try:
+            with open(self.registry.docker_config_path) as f:
+                self.redactor.add_docker_config(json.load(f))
+        except (OSError, ValueError):
+            pass
+        log_filter = self.redactor.log_filter()
+        for handler in self.log.handlers:
+            handler.addFilter(log_filter)
+
     def init_store(self) -> None:
         self.store = Store(self.db_url)
         self.recorder = BuildRecorder(
@@ -346,7 +397,7 @@ class BinderHubService(Application):
 
     def init_builds(self) -> None:
         self.build_manager = BuildManager(
-            parent=self, executor=self.executor, observers=[self.recorder]
+            parent=self, executor=self.executor, observers=[self.recorder], redactor=self.redactor
         )
 
     def init_health(self) -> None:
@@ -402,6 +453,7 @@ class BinderHubService(Application):
             ]
         settings = {
             "log_function": log_request,
+            "default_handler_class": NotFoundHandler,
             "service_auth": self.auth,
             "user_limits": self.user_limits,
             **self.auth.tornado_settings(),
@@ -428,9 +480,19 @@ class BinderHubService(Application):
             f.write(self.generate_config_file())
         self.log.info("Wrote %s", self.config_file)
 
+    def make_data_dir(self) -> None:
+        """Create the data directory, readable by this service's user only (0700)."""
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        try:
+            os.chmod(self.data_dir, 0o700)
+        except PermissionError:
+            # A volume mounted for the service (e.g. with a pod's fsGroup) may belong to
+            # another user; its files stay readable by this user only.
+            self.log.warning("Cannot make %s private to this user (mode 0700)", self.data_dir)
+
     async def start_store(self) -> None:
         """Open the database (migrating it), settle builds left unfinished, start recording."""
-        os.makedirs(self.data_dir, exist_ok=True)
+        self.make_data_dir()
         await self.store.open()
         self.log.info("Build records in %s", self.store.safe_url)
         await reconcile(self.store, self.build_manager, self.recorder, self.use_registry, self.log)
@@ -439,6 +501,17 @@ class BinderHubService(Application):
     async def stop_store(self) -> None:
         await self.recorder.close()
         await self.store.close()
+
+    def http_server(self) -> HTTPServer:
+        """The HTTP server of the Tornado app, with request bounds and timeouts."""
+        return HTTPServer(
+            self.tornado_app,
+            xheaders=self.trust_xheaders,
+            max_body_size=self.max_request_body_bytes,
+            max_buffer_size=self.max_request_body_bytes + 128 * 1024,
+            idle_connection_timeout=self.idle_connection_timeout,
+            body_timeout=self.body_timeout,
+        )
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         """Serve on ``sockets`` until SIGTERM or SIGINT, then stop builds and close."""
@@ -452,7 +525,7 @@ class BinderHubService(Application):
                 trait_error_message(e).split(" [SQL:")[0],
             )
             self.exit(1)
-        server = HTTPServer(self.tornado_app, xheaders=True)
+        server = self.http_server()
         server.add_sockets(sockets)
         self.log.info(
             "binderhub-service %s listening on http://%s:%s%s (executor: %s, registry: %s)",

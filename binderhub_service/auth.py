@@ -24,7 +24,7 @@ from tornado import web
 from traitlets import Bool, Bytes, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .errors import Forbidden
+from .errors import Forbidden, InvalidSpec
 
 ON_BEHALF_OF_ARGUMENT = "on_behalf_of"
 
@@ -173,12 +173,20 @@ class ServiceAuth(LoggingConfigurable):
             limit_key=f"{kind}:{name}",
             scopes=scopes,
         )
-        return self._acting_for(identity, handler.get_query_argument(ON_BEHALF_OF_ARGUMENT, ""))
+        return self._acting_for(identity, handler.request.query_arguments)
 
-    def _acting_for(self, identity: Identity, user: str) -> Identity:
-        """An admin acting for ``user`` (a hub component, e.g. the spawner hook)."""
-        if not user:
+    def _acting_for(self, identity: Identity, arguments: dict[str, list[bytes]]) -> Identity:
+        """An admin acting for the user ``on_behalf_of`` names (a hub component, e.g. the
+        spawner hook). The argument, when present, must name one user, exactly once."""
+        if ON_BEHALF_OF_ARGUMENT not in arguments:
             return identity
+        values = arguments[ON_BEHALF_OF_ARGUMENT]
+        user = values[0].decode("utf8", "replace") if len(values) == 1 else ""
+        if not user or user != user.strip() or not user.isprintable() or len(user) > 255:
+            raise InvalidSpec(
+                f"{ON_BEHALF_OF_ARGUMENT!r} must name one user, once (a non-empty hub "
+                "user name of at most 255 characters)."
+            )
         if not identity.is_admin:
             raise Forbidden(
                 f"Only holders of the {self.admin_scope} scope may act on behalf of another user."

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .auth import Identity
 from .builds import Build, BuildManager
-from .errors import Forbidden
+from .errors import Forbidden, InvalidSpec
 from .images import ImageLookup
 from .limits import UserLimits
 from .metrics import IMAGE_FOUND_COUNT
@@ -47,8 +47,12 @@ class BuildRequests:
             )
 
     async def resolve(self, prefix: str, spec: str) -> BuildTarget:
-        provider, repo = self.catalog.parse(prefix, spec)
-        resolved_ref = await provider.resolve_ref(repo)
+        """Validate the spec and resolve its ref; input no parser accepts is a 400."""
+        try:
+            provider, repo = self.catalog.parse(prefix, spec)
+            resolved_ref = await provider.resolve_ref(repo)
+        except ValueError:
+            raise InvalidSpec(f"The spec {spec[:200]!r} is not valid.") from None
         name = image_name(self.image_prefix, repo.slug, resolved_ref)
         return BuildTarget(prefix, spec, provider, repo, resolved_ref, name)
 

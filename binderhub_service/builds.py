@@ -3,19 +3,22 @@
 A :class:`Build` is a state machine with an append-only, numbered event log:
 every subscriber reads the log from any offset, so late joiners and
 reconnecting clients miss nothing, and a slow subscriber only ever slows
-itself. :class:`BuildManager` deduplicates builds by image name, queues them
-behind a global concurrency limit, applies the timeout, and forgets finished
-builds after a retention period.
+itself. Each log is bounded (:class:`LogLimits`): events past the cap are
+dropped and counted after one event that says so, long lines are cut, and
+subscribers read it in bounded chunks. :class:`BuildManager` deduplicates
+builds by image name, queues them behind a global concurrency limit, applies
+the timeout, and forgets finished builds after a retention period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from traitlets import Float, Instance, Int, List
@@ -31,6 +34,28 @@ from .metrics import (
     BUILDS_IN_PROGRESS,
     BuildStatus,
 )
+from .redact import Redactor
+from .text import clean_text, clean_value
+
+# Events that still reach the log after it was truncated: how the build ended.
+KEPT_AFTER_TRUNCATION = (Phase.BUILT, Phase.READY, Phase.FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLimits:
+    """Bounds on one build's log, and on what one subscriber reads at a time."""
+
+    max_events: int = 100_000
+    max_bytes: int = 32 * 1024 * 1024
+    max_line_length: int = 8192
+    chunk_bytes: int = 64 * 1024
+
+
+def cut(text: str, length: int) -> str:
+    """``text`` cut to ``length`` characters, saying how many were left out."""
+    if length <= 0 or len(text) <= length:
+        return text
+    return f"{text[:length]}... ({len(text) - length} more characters)\n"
 
 
 class BuildState(enum.StrEnum):
@@ -61,9 +86,12 @@ class BuildObserver(Protocol):
 class Build:
     """One build: its request, its state and its numbered event log.
 
-    Events are serialised once, when appended; event ``n`` (1-based) is the
-    SSE frame at index ``n - 1``. Observers hear of its creation, of every
-    event and of every change of state.
+    Events are cleaned (control characters replaced, secrets redacted, long
+    lines cut) and serialised once, when appended; event ``n`` (1-based) is
+    the SSE frame at index ``n - 1``. When the log reaches its limits, one
+    event says it was truncated and later lines are dropped (and counted in
+    ``dropped_events``); the events that end the build are always kept.
+    Observers hear of its creation, of every event and of every change of state.
     """
 
     def __init__(
@@ -74,6 +102,8 @@ class Build:
         observers: Sequence[BuildObserver] = (),
         limit_key: str | None = None,
         history: Sequence[BuildEvent] = (),
+        limits: LogLimits | None = None,
+        redact: Callable[[str], str] = str,
     ) -> None:
         self.request = request
         self.requester = requester
@@ -86,8 +116,13 @@ class Build:
         self.started: float | None = None
         self.finished: float | None = None
         self.failure_reason: str | None = None
+        self.limits = limits or LogLimits()
+        self.redact = redact
         # A build taken back after a restart starts with the log already recorded.
         self.frames: list[bytes] = [sse_frame(n, e) for n, e in enumerate(history, start=1)]
+        self.log_bytes = sum(map(len, self.frames))
+        self.truncated = False
+        self.dropped_events = 0
         self._appended = asyncio.get_running_loop().create_future()
         if not history:
             for observer in self.observers:
@@ -115,30 +150,75 @@ class Build:
     def done(self) -> bool:
         return self.state.is_final
 
+    def clean(self, event: BuildEvent) -> BuildEvent:
+        """``event`` as it may be stored and sent: valid text, no secret, no overlong line."""
+        message = cut(self.redact(clean_text(event.message)), self.limits.max_line_length)
+        if message == event.message and not event.extra:
+            return event
+        return dataclasses.replace(event, message=message, extra=clean_value(event.extra))
+
     def append(self, event: BuildEvent) -> None:
-        """Add an event to the log and wake every subscriber. Never blocks."""
+        """Add an event to the log and wake every subscriber. Never blocks.
+
+        Past the log's limits only the events that end the build are kept.
+        """
         if self.frames and self.done:
             raise RuntimeError(f"build {self.id} already ended")
-        number = len(self.frames) + 1
-        self.frames.append(sse_frame(number, event))
+        if self.truncated and event.phase not in KEPT_AFTER_TRUNCATION:
+            self.dropped_events += 1
+            return
+        event = self.clean(event)
+        frame = sse_frame(len(self.frames) + 1, event)
+        limits = self.limits
+        if event.phase not in KEPT_AFTER_TRUNCATION and (
+            len(self.frames) + 1 >= limits.max_events
+            or self.log_bytes + len(frame) > limits.max_bytes
+        ):
+            self.truncated = True
+            self.dropped_events += 1
+            event = BuildEvent(
+                None,
+                f"Log truncated: this build's log reached its limit of {limits.max_events} "
+                f"lines or {limits.max_bytes} bytes; further lines are not shown.",
+                extra={"truncated": True},
+            )
+            frame = sse_frame(len(self.frames) + 1, event)
+        self._add(frame, event)
+
+    def _add(self, frame: bytes, event: BuildEvent) -> None:
+        self.frames.append(frame)
+        self.log_bytes += len(frame)
+        number = len(self.frames)
         for observer in self.observers:
             observer.event_appended(self, number, event)
         waiter, self._appended = self._appended, asyncio.get_running_loop().create_future()
         waiter.set_result(None)
 
+    def _chunk_end(self, offset: int, end: int) -> int:
+        """Where a chunk from ``offset`` ends: at most ``chunk_bytes``, at least one frame."""
+        size = len(self.frames[offset])
+        stop = offset + 1
+        while stop < end and size + len(self.frames[stop]) <= self.limits.chunk_bytes:
+            size += len(self.frames[stop])
+            stop += 1
+        return stop
+
     async def stream(self, offset: int = 0, keepalive: float = 25.0) -> AsyncIterator[bytes]:
         """Yield the log's frames from ``offset`` (a count of events already seen).
 
-        Each chunk holds every frame available at that moment; a keepalive
-        comment is yielded after ``keepalive`` seconds without events. Ends
-        after the final event.
+        Each chunk holds the frames available at that moment, at most
+        ``limits.chunk_bytes`` of them (a single larger frame goes alone), so a
+        subscriber that waits for its client between chunks holds one chunk at
+        most; a keepalive comment is yielded after ``keepalive`` seconds
+        without events. Ends after the final event.
         """
         offset = max(0, offset)
         while True:
             end = len(self.frames)
             if offset < end:
-                chunk = b"".join(self.frames[offset:end])
-                offset = end
+                stop = self._chunk_end(offset, end)
+                chunk = b"".join(self.frames[offset:stop])
+                offset = stop
                 yield chunk
                 continue
             if self.done:
@@ -175,9 +255,59 @@ class BuildManager(LoggingConfigurable):
         reconnect (``Last-Event-ID``) and replay it. Default 600.""",
     ).tag(config=True)
 
+    max_log_events = Int(
+        100_000,
+        help="""Most events one build's log holds, in memory and in the database. At the limit
+        one event says the log was truncated; the build goes on, its further lines are
+        dropped (and counted in the service's log), and how it ends is still reported.
+        Default 100000; e.g. 20000 for small services.""",
+    ).tag(config=True)
+
+    max_log_bytes = Int(
+        32 * 1024 * 1024,
+        help="""Most bytes (of serialised events) one build's log holds, in memory and in the
+        database; reaching it truncates the log like ``max_log_events``. Default 33554432
+        (32 MiB); e.g. ``8 * 1024 * 1024``.""",
+    ).tag(config=True)
+
+    max_log_line_length = Int(
+        8192,
+        help="""Most characters of one log line; longer lines are cut and say how much was
+        left out. Default 8192; 0 keeps lines whole (the log limits still apply).""",
+    ).tag(config=True)
+
+    stream_chunk_bytes = Int(
+        64 * 1024,
+        help="""Most bytes of log written to one event-stream client at a time; the next
+        chunk waits until the client has taken this one, so a slow or idle reader holds
+        no more than this (and its socket buffer). Default 65536 (64 KiB).""",
+    ).tag(config=True)
+
+    stream_write_timeout = Float(
+        300.0,
+        help="""Seconds an event-stream client may take to accept one chunk of the log before
+        the service closes its connection (a client that stops reading holds a connection
+        and a chunk until then). Default 300; 0 waits forever.""",
+    ).tag(config=True)
+
+    redactor = Instance(
+        Redactor,
+        args=(),
+        help="Known secret values, replaced by ``***`` in events and failure reasons.",
+    )
+
     observers: List[BuildObserver] = List(
         help="BuildObservers every new build reports to (e.g. the store's recorder)."
     )
+
+    @property
+    def log_limits(self) -> LogLimits:
+        return LogLimits(
+            max_events=self.max_log_events,
+            max_bytes=self.max_log_bytes,
+            max_line_length=self.max_log_line_length,
+            chunk_bytes=self.stream_chunk_bytes,
+        )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -230,12 +360,15 @@ class BuildManager(LoggingConfigurable):
             content_providers=content_providers,
             git_credential=git_credential,
         )
+        self.redactor.add_git_credential(git_credential)
         build = Build(
             request,
             requester=requester,
             spec=spec,
             observers=self.observers,
             limit_key=limit_key,
+            limits=self.log_limits,
+            redact=self.redactor,
         )
         self._builds[image_name] = build
         if self._running < self.max_concurrent_builds:
@@ -277,6 +410,8 @@ class BuildManager(LoggingConfigurable):
             spec=spec,
             observers=self.observers,
             history=history,
+            limits=self.log_limits,
+            redact=self.redactor,
         )
         build.created = created
         self._builds[request.image_name] = build
@@ -347,6 +482,12 @@ class BuildManager(LoggingConfigurable):
             self._tasks.pop(build.id, None)
             self._running -= 1
             BUILDS_IN_PROGRESS.set(self._running)
+            if build.dropped_events:
+                self.log.info(
+                    "Build %s: %d log events dropped past the log's limits",
+                    build.id,
+                    build.dropped_events,
+                )
             if build.done:
                 assert build.started is not None
                 BUILD_TIME.labels(status=status.value).observe(time.time() - build.started)
@@ -355,6 +496,7 @@ class BuildManager(LoggingConfigurable):
             self._start_next()
 
     def _finish(self, build: Build, state: BuildState, reason: str) -> None:
+        reason = cut(self.redactor(clean_text(reason)), self.max_log_line_length).strip()
         build.failure_reason = reason
         build.append(failed(f"Build failed: {reason}" if state is BuildState.FAILED else reason))
         build.state = state

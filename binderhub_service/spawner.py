@@ -11,8 +11,9 @@ Configure it in ``jupyterhub_config.py``::
 
 When a spawn's ``user_options`` carry ``repo`` (and optionally ``ref`` and
 ``provider``), the hook asks the service to build it on behalf of the spawning
-user, follows the build's event stream until ``ready`` and sets the spawner's
-``image``. A failed build fails the spawn with the build's reason.
+user (a JSON ``POST api/v1/builds``: the options travel in the body, never in
+the URL), follows the build's event stream until ``ready`` and sets the
+spawner's ``image``. A failed build fails the spawn with the build's reason.
 
 The hook authenticates with its own hub token, which needs the service's access
 scope and its admin scope: the admin scope is what lets it name the user the
@@ -52,17 +53,17 @@ class ImageBuildError(web.HTTPError):
         return self.message
 
 
-def build_spec(repo: str, ref: str = "", provider: str = "git") -> str:
-    """The ``<provider>/<spec>`` path of a build request.
+def build_request(repo: str, ref: str = "", provider: str = "git") -> dict[str, str]:
+    """The JSON body of ``POST api/v1/builds`` for a repository at a ref.
 
-    For ``git`` the repository is a URL, escaped into one path segment
-    (``git/https%3A%2F%2Fexample.org%2Frepo.git/main``); other providers take
-    their own spec (``gh/org/repo``), with the ref appended.
+    For ``git`` the repository is a URL (``{"repo_url", "ref"}``); other
+    providers take their own spec (``gh``: ``org/repo``), with the ref appended
+    as its last segment. The service validates every part.
     """
     ref = ref or "HEAD"
     if provider == "git":
-        return f"git/{urllib.parse.quote(repo, safe='')}/{urllib.parse.quote(ref, safe='')}"
-    return f"{provider}/{repo.strip('/')}/{urllib.parse.quote(ref, safe='')}"
+        return {"repo_url": repo, "ref": ref}
+    return {"provider": provider, "spec": f"{repo.strip('/')}/{urllib.parse.quote(ref, safe='')}"}
 
 
 def image_name_regex(image_prefix: str) -> str:
@@ -122,9 +123,13 @@ class BinderHubBuildHook(LoggingConfigurable):
         help="Seconds to wait for the build before failing the spawn. Default 3600.",
     ).tag(config=True)
 
-    def build_url(self, user: str, spec: str) -> str:
-        query = urllib.parse.urlencode({"build_only": "true", ON_BEHALF_OF_ARGUMENT: user})
-        return f"{self.service_url.rstrip('/')}/build/{spec}?{query}"
+    def api_url(self, path: str, **query: str) -> str:
+        url = f"{self.service_url.rstrip('/')}/api/v1/{path}"
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.api_token}"}
 
     async def __call__(self, spawner: Any) -> None:
         options = spawner.user_options or {}
@@ -133,31 +138,70 @@ class BinderHubBuildHook(LoggingConfigurable):
             return
         if not spawner.has_trait("image"):
             raise TypeError(f"{type(spawner).__name__} has no image trait to set")
-        spec = build_spec(str(repo), str(options.get("ref") or ""), options.get("provider", "git"))
+        body = build_request(
+            str(repo), str(options.get("ref") or ""), str(options.get("provider") or "git")
+        )
         user = spawner.user.name
-        self.log.info("Building %s for %s before spawning", spec, user)
-        image = await self.build(user, spec)
-        self.log.info("Built %s for %s: %s", spec, user, image)
+        self.log.info("Building %s for %s before spawning", body, user)
+        image = await self.build(user, body)
+        self.log.info("Built %s for %s: %s", body, user, image)
         spawner.image = image
 
-    async def build(self, user: str, spec: str) -> str:
-        """Follow the build of ``spec`` for ``user``; the image name, or ImageBuildError."""
+    async def build(self, user: str, body: dict[str, str]) -> str:
+        """Ask for the build of ``body`` for ``user``, follow it; the image, or ImageBuildError."""
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            record = await self._request_build(client, user, body)
+            if record.get("state") == "succeeded" and record.get("image_name"):
+                return str(record["image_name"])
+            return await self._follow(client, str(record["id"]))
+        finally:
+            client.close()
+
+    async def _request_build(
+        self, client: AsyncHTTPClient, user: str, body: dict[str, str]
+    ) -> dict[str, Any]:
+        request = HTTPRequest(
+            self.api_url("builds", **{ON_BEHALF_OF_ARGUMENT: user}),
+            method="POST",
+            body=json.dumps(body),
+            headers={**self._headers, "Content-Type": "application/json"},
+            request_timeout=self.build_timeout,
+            follow_redirects=False,
+        )
+        try:
+            response = await client.fetch(request)
+        except HTTPClientError as e:
+            raise ImageBuildError(self._refusal(e)) from None
+        record: dict[str, Any] = json.loads(response.body)
+        return record
+
+    @staticmethod
+    def _refusal(error: HTTPClientError) -> str:
+        """The service's reason for refusing a request, from its JSON error."""
+        try:
+            message = json.loads(error.response.body)["message"] if error.response else ""
+        except (ValueError, KeyError, TypeError):
+            message = ""
+        return f"The image build service answered {error.code}" + (
+            f": {message}" if message else "."
+        )
+
+    async def _follow(self, client: AsyncHTTPClient, build_id: str) -> str:
+        """Follow a build's event stream until it ends; the image, or ImageBuildError."""
         events: list[dict[str, Any]] = []
         parser = SSEParser(events.append)
         request = HTTPRequest(
-            self.build_url(user, spec),
-            headers={"Accept": "text/event-stream", "Authorization": f"token {self.api_token}"},
+            self.api_url(f"builds/{urllib.parse.quote(build_id, safe='')}/events"),
+            headers={**self._headers, "Accept": "text/event-stream"},
             streaming_callback=parser.feed,
             request_timeout=self.build_timeout,
             follow_redirects=False,
         )
-        client = AsyncHTTPClient(force_instance=True)
         try:
             await client.fetch(request)
         except HTTPClientError as e:
-            raise ImageBuildError(f"The image build service answered {e.code}.") from None
-        finally:
-            client.close()
+            raise ImageBuildError(self._refusal(e)) from None
         for event in events:
             if event.get("phase") == "ready" and event.get("imageName"):
                 return str(event["imageName"])

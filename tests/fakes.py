@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from traitlets import Float, Int
+from traitlets import Float, Int, Unicode
 
 from binderhub_service.errors import BuildFailed
 from binderhub_service.events import BuildEvent, Phase
@@ -13,15 +13,22 @@ from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFu
 
 
 class FakeExecutor(BuildExecutor):
-    """Emits ``lines`` building events, ``pause`` seconds apart, then "pushes".
+    """Emits ``lines`` building events, a pause of ``pause`` seconds after every
+    ``pause_every`` of them, then "pushes".
 
-    A repository URL containing ``fail`` fails; one containing ``hang`` never
-    ends until cancelled. Built images are remembered, as an engine would.
+    A repository URL containing ``fail`` fails with ``failure_message``; one
+    containing ``hang`` never ends until cancelled. Built images are
+    remembered, as an engine would.
     """
 
     name = "fake"
     lines = Int(3).tag(config=True)
     pause = Float(0.0).tag(config=True)
+    pause_every = Int(1).tag(config=True)
+    failure_message = Unicode("the Dockerfile failed").tag(config=True)
+    extra_line = Unicode("", help="A line emitted after the building lines, if set.").tag(
+        config=True
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -35,12 +42,14 @@ class FakeExecutor(BuildExecutor):
             emit(BuildEvent(Phase.FETCHING, f"Fetching {request.repo_url}"))
             for i in range(self.lines):
                 emit(BuildEvent(Phase.BUILDING, f"line {i}"))
-                if self.pause:
+                if self.pause and (i + 1) % self.pause_every == 0:
                     await asyncio.sleep(self.pause)
+            if self.extra_line:
+                emit(BuildEvent(Phase.BUILDING, self.extra_line))
             if "hang" in request.repo_url:
                 await asyncio.Event().wait()
             if "fail" in request.repo_url:
-                raise BuildFailed("the Dockerfile failed")
+                raise BuildFailed(self.failure_message)
             emit(BuildEvent(None, "a line without a phase"))
         except asyncio.CancelledError:
             self.cancelled.append(request.build_id)

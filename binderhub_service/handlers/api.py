@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tornado import web
+from tornado.log import app_log
 
 from ..build_requests import BuildRequests
+from ..builds import Build
 from ..errors import Forbidden, ServiceError, UnknownProvider
 from ..events import json_frame
 from ..store import BuildFilter, BuildRecorder, Store
@@ -41,6 +43,10 @@ class ApiContext:
     cancel_timeout: float = 60.0
 
 
+# Stored events read at a time when a finished build's log is replayed.
+REPLAY_PAGE = 256
+
+
 class NotFound(ServiceError):
     status_code = 404
 
@@ -55,6 +61,7 @@ class ApiHandler(BaseHandler):
     def initialize(self, *, context: ApiContext) -> None:
         self.ctx = context
         self.manager = context.requests.manager
+        self.write_timeout = self.manager.stream_write_timeout
 
     @property
     def visible_to(self) -> str | None:
@@ -62,7 +69,12 @@ class ApiHandler(BaseHandler):
         identity = self.current_identity()
         return None if identity.is_admin else identity.name
 
+    def build_json(self, record: BuildRecord) -> dict[str, Any]:
+        return build_json(record, self.visible_to)
+
     async def visible_build(self, build_id: str) -> BuildRecord:
+        if not api_input.BUILD_ID_PATTERN.match(build_id):
+            raise NotFound(f"No build {build_id[:64]!r}.")
         await self.ctx.recorder.flush()
         record = await self.ctx.store.get_build(build_id, self.visible_to)
         if record is None:
@@ -73,7 +85,11 @@ class ApiHandler(BaseHandler):
         """Whose image a request names: the caller's, or for an admin ``?owner=``."""
         identity = self.current_identity()
         owner = self.get_query_argument("owner", None)
-        return owner if owner and identity.is_admin else identity.name
+        if not owner or not identity.is_admin:
+            return identity.name
+        if not api_input.IMAGE_OWNER_PATTERN.match(owner):
+            raise NotFound(f"No user {owner[:255]!r} has saved images.")
+        return owner
 
 
 class BuildsHandler(ApiHandler):
@@ -83,8 +99,10 @@ class BuildsHandler(ApiHandler):
         where = BuildFilter(
             visible_to=self.visible_to,
             states=api_input.states(self.get_query_arguments("state")),
-            requester=self.get_query_argument("user", None),
-            repo_url=self.get_query_argument("repository", None),
+            requester=api_input.text_argument("user", self.get_query_argument("user", None)),
+            repo_url=api_input.text_argument(
+                "repository", self.get_query_argument("repository", None)
+            ),
             since=api_input.since(self.get_query_argument("since", None)),
         )
         limit = api_input.limit(self.get_query_argument("limit", None))
@@ -94,7 +112,7 @@ class BuildsHandler(ApiHandler):
         more = len(records) == limit
         self.write_json(
             {
-                "builds": [build_json(r) for r in records],
+                "builds": [self.build_json(r) for r in records],
                 "next": str(records[-1].seq) if more else None,
             }
         )
@@ -113,9 +131,12 @@ class BuildsHandler(ApiHandler):
 
         build = self.manager.find(target.image_name)
         if build is not None and not build.done:
-            await recorder.flush()
-            await store.add_requester(build.id, user)
-            self.write_json(build_json(await self._record(build.id)), status=202)
+            try:
+                await recorder.flush()
+                await store.add_requester(build.id, user)
+            except Exception:
+                app_log.exception("Could not record that %s joined build %s", user, build.id)
+            self.write_json(self.build_json(await self._record(build)), status=202)
             return
         if await requests.image_exists(target):
             record = await store.latest_build(target.image_name, "succeeded", self.visible_to)
@@ -130,24 +151,29 @@ class BuildsHandler(ApiHandler):
                     ref=target.resolved_ref,
                     image_name=target.image_name,
                 )
-                record = await self._record(build_id)
-            self.write_json(build_json(record), status=200)
+                record = await store.get_build(build_id)
+                assert record is not None
+            self.write_json(self.build_json(record), status=200)
             return
         build = requests.start(target, identity)
-        await recorder.flush()
-        self.write_json(build_json(await self._record(build.id)), status=202)
+        self.write_json(self.build_json(await self._record(build)), status=202)
 
-    async def _record(self, build_id: str) -> BuildRecord:
-        record = await self.ctx.store.get_build(build_id)
-        assert record is not None
-        return record
+    async def _record(self, build: Build) -> BuildRecord:
+        """The stored record of a build, or while it is not stored yet the one in memory."""
+        try:
+            await self.ctx.recorder.flush()
+            record = await self.ctx.store.get_build(build.id)
+        except Exception:
+            app_log.exception("Could not read the record of build %s", build.id)
+            record = None
+        return record or self.ctx.recorder.snapshot(build)
 
 
 class BuildHandler(ApiHandler):
     """``GET builds/{id}`` shows a record; ``DELETE`` cancels the build, like ``POST cancel``."""
 
     async def get(self, build_id: str) -> None:
-        self.write_json(build_json(await self.visible_build(build_id)))
+        self.write_json(self.build_json(await self.visible_build(build_id)))
 
     async def delete(self, build_id: str) -> None:
         await cancel(self, build_id)
@@ -173,14 +199,14 @@ async def cancel(handler: ApiHandler, build_id: str) -> None:
     async with asyncio.timeout(handler.ctx.cancel_timeout):
         async for _ in build.stream(len(build.frames), keepalive=handler.ctx.cancel_timeout):
             pass
-    handler.write_json(build_json(await handler.visible_build(build_id)))
+    handler.write_json(handler.build_json(await handler.visible_build(build_id)))
 
 
 class BuildEventsHandler(ApiHandler, EventStreamHandler):
     """``GET builds/{id}/events``: the build's log as an event stream from ``Last-Event-ID``.
 
     A build still in memory streams live until it ends; otherwise the stored
-    log is replayed and the stream closes.
+    log is replayed, page by page, and the stream closes.
     """
 
     async def get(self, build_id: str) -> None:
@@ -192,12 +218,16 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
             async for chunk in build.stream(offset, keepalive=self.ctx.keepalive_interval):
                 await self.send(chunk)
             return
+        # Read in small pages and written in bounded chunks, each waiting for the client.
         batch: list[bytes] = []
-        async for number, data in self.ctx.store.events(build_id, after=offset):
-            batch.append(json_frame(number, data))
-            if len(batch) >= 500:
+        size, limit = 0, self.manager.stream_chunk_bytes
+        async for number, data in self.ctx.store.events(build_id, after=offset, page=REPLAY_PAGE):
+            frame = json_frame(number, data)
+            if batch and size + len(frame) > limit:
                 await self.send(b"".join(batch))
-                batch = []
+                batch, size = [], 0
+            batch.append(frame)
+            size += len(frame)
         if batch:
             await self.send(b"".join(batch))
 
@@ -244,12 +274,16 @@ class ImageHandler(ApiHandler):
     """``GET`` or ``DELETE images/{name}``: one saved image (admins pick ``?owner=``)."""
 
     async def get(self, name: str) -> None:
+        if not api_input.IMAGE_NAME_PATTERN.match(name):
+            raise NotFound(f"No saved image named {name[:255]!r}.")
         image = await self.ctx.store.get_image(self.image_owner(), name)
         if image is None:
             raise NotFound(f"No saved image named {name[:255]!r}.")
         self.write_json(image_json(image))
 
     async def delete(self, name: str) -> None:
+        if not api_input.IMAGE_NAME_PATTERN.match(name):
+            raise NotFound(f"No saved image named {name[:255]!r}.")
         if not await self.ctx.store.delete_image(self.image_owner(), name):
             raise NotFound(f"No saved image named {name[:255]!r}.")
         self.set_status(204)

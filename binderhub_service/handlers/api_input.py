@@ -19,8 +19,16 @@ BUILD_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 IMAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+BUILD_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# An image reference: [host[:port]/]path[:tag][@digest], in the characters OCI allows.
+IMAGE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+# A hub user name: anything printable, at most 255 characters.
+IMAGE_OWNER_PATTERN = re.compile(r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,255}$")
 MAX_DESCRIPTION = 4096
 MAX_IMAGE = 512
+MAX_ARGUMENT = 1024
+# Control characters other than tab and newline (and lone surrogates), never accepted.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class InvalidInput(ServiceError):
@@ -35,6 +43,8 @@ def json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(body or b"null")
     except ValueError as e:
         raise InvalidInput(f"The request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidInput("The request body is nested too deeply.") from None
     if not isinstance(data, dict):
         raise InvalidInput("The request body must be a JSON object.")
     return data
@@ -46,6 +56,17 @@ def _string(data: dict[str, Any], key: str, required: bool = True) -> str | None
         return None
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{key!r} must be a non-empty string.")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{key!r} must not contain control characters.")
+    return value
+
+
+def text_argument(name: str, value: str | None) -> str | None:
+    """A free-text query argument: at most ``MAX_ARGUMENT`` characters, no control characters."""
+    if value is not None and (len(value) > MAX_ARGUMENT or _CONTROL.search(value)):
+        raise InvalidInput(
+            f"{name!r} must be at most {MAX_ARGUMENT} characters, without control characters."
+        )
     return value
 
 
@@ -94,14 +115,26 @@ def image_request(data: dict[str, Any]) -> ImageRequest:
             "'.', '_' and '-' (at most 255 characters)."
         )
     image = _string(data, "image", required=False)
-    if image is not None and (len(image) > MAX_IMAGE or any(c.isspace() for c in image)):
-        raise InvalidInput(f"'image' must be an image name without spaces, at most {MAX_IMAGE}.")
+    if image is not None and (len(image) > MAX_IMAGE or not IMAGE_PATTERN.match(image)):
+        raise InvalidInput(
+            f"'image' must be an image reference (letters, digits and '._/:@+-', starting "
+            f"with a letter or digit), at most {MAX_IMAGE} characters."
+        )
     build_id = _string(data, "build_id", required=False)
+    if build_id is not None and not BUILD_ID_PATTERN.match(build_id):
+        raise InvalidInput("'build_id' must be the id of a build.")
     if image is None and build_id is None:
         raise InvalidInput("Send 'image', 'build_id' or both.")
     description = data.get("description", "")
-    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise InvalidInput(f"'description' must be a string of at most {MAX_DESCRIPTION}.")
+    if (
+        not isinstance(description, str)
+        or len(description) > MAX_DESCRIPTION
+        or _CONTROL.search(description)
+    ):
+        raise InvalidInput(
+            f"'description' must be a string of at most {MAX_DESCRIPTION} characters, "
+            "without control characters other than tab and newline."
+        )
     return ImageRequest(name, image, build_id, description)
 
 
@@ -118,11 +151,11 @@ def since(value: str | None) -> float | None:
         return None
     try:
         moment = datetime.datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
         raise InvalidInput("'since' must be an ISO 8601 date or time.") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def limit(value: str | None) -> int:

@@ -12,6 +12,16 @@ from ..auth import Identity, ServiceAuth, anonymous_identity
 from ..errors import Forbidden, ServiceError
 from ..limits import RateLimited, UserLimits
 
+# Answers are JSON or event streams, never documents to render: nothing may load.
+CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
+
+
+def set_security_headers(handler: web.RequestHandler, policy: str) -> None:
+    """``nosniff`` on every answer, and a Content-Security-Policy (unless ``policy`` is empty)."""
+    handler.set_header("X-Content-Type-Options", "nosniff")
+    if policy:
+        handler.set_header("Content-Security-Policy", policy)
+
 
 class BaseHandler(HubAuthenticated, web.RequestHandler):
     """JSON errors for API routes; :class:`ServiceError` maps to its status.
@@ -29,10 +39,14 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
 
     browser_page = False
 
+    # A handler serving an HTML page sets a policy of its own here.
+    content_security_policy = CONTENT_SECURITY_POLICY
+
     _identity: Identity | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Cache-Control", "no-store")
+        set_security_headers(self, self.content_security_policy)
 
     @property
     def service_auth(self) -> ServiceAuth | None:
@@ -121,3 +135,13 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
             self.send_error(e.status_code, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
+
+
+class NotFoundHandler(BaseHandler):
+    """Any path no route matches: a JSON 404, with the same headers as every answer."""
+
+    def auth_required(self) -> bool:
+        return False
+
+    async def prepare(self) -> None:
+        raise web.HTTPError(404, "Not found.")

@@ -25,6 +25,7 @@ class BuildHandler(EventStreamHandler):
         self.build_path = base_url + "build/"
         self.requests = requests
         self.keepalive_interval = keepalive_interval
+        self.write_timeout = requests.manager.stream_write_timeout
 
     def raw_spec(self) -> tuple[str, str]:
         """Provider prefix and spec as sent, before Tornado's unescaping.

@@ -299,7 +299,10 @@ _DOCUMENT: dict[str, Any] = {
                 "required": ["id", "requester", "state", "image_name", "created"],
                 "properties": {
                     "id": {"type": "string"},
-                    "requester": {"type": "string"},
+                    "requester": {
+                        "type": ["string", "null"],
+                        "description": "Who started the build; null for users who joined it.",
+                    },
                     "provider": {"type": "string"},
                     "spec": {"type": "string"},
                     "repo_url": {"type": "string"},

@@ -7,6 +7,7 @@ import json
 from tornado.web import RequestHandler
 
 from ..providers.catalog import RepoProviderCatalog
+from .base import CONTENT_SECURITY_POLICY, set_security_headers
 
 
 class RepoProvidersHandler(RequestHandler):
@@ -20,6 +21,9 @@ class RepoProvidersHandler(RequestHandler):
 
     def initialize(self, catalog: RepoProviderCatalog) -> None:
         self.catalog = catalog
+
+    def set_default_headers(self) -> None:
+        set_security_headers(self, CONTENT_SECURITY_POLICY)
 
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")

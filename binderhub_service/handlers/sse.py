@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tornado import web
 from tornado.iostream import StreamClosedError
 
@@ -13,11 +15,15 @@ from .base import BaseHandler
 class EventStreamHandler(BaseHandler):
     """A handler whose response is an event stream.
 
-    :meth:`send` turns a closed connection into :class:`tornado.web.Finish`, so
-    a departed client ends only its own request. Refusals before the stream
+    :meth:`send` waits until the client has taken each chunk, and turns a
+    closed connection into :class:`tornado.web.Finish`, so a departed client
+    ends only its own request; a client that takes no chunk for
+    ``write_timeout`` seconds is disconnected. Refusals before the stream
     starts (authentication, rate limit) are ``failed`` events with the status
     code, never a redirect.
     """
+
+    write_timeout = 0.0
 
     async def prepare(self) -> None:
         try:
@@ -35,8 +41,12 @@ class EventStreamHandler(BaseHandler):
     async def send(self, data: bytes) -> None:
         try:
             self.write(data)
-            await self.flush()
+            async with asyncio.timeout(self.write_timeout or None):
+                await self.flush()
         except StreamClosedError:
+            raise web.Finish() from None
+        except TimeoutError:
+            self.request.connection.close()  # type: ignore[union-attr]
             raise web.Finish() from None
 
     #: The ``failed`` event this handler sent itself (a refusal), for the access log.

@@ -3,7 +3,10 @@
 It observes the BuildManager's builds (see :class:`~binderhub_service.builds.BuildObserver`)
 without ever blocking them: events are buffered and written by a background
 task every ``flush_interval`` seconds, or sooner when ``flush_max_events``
-are waiting, each batch in one transaction.
+are waiting, each batch in one transaction. When a batch fails, each build's
+share of it is written on its own: one build's bad row never blocks another
+build, and a share the database refuses is logged and dropped, not retried.
+Only when the database cannot be reached at all is the batch kept for later.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from traitlets import Float, Instance, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..auth import ANONYMOUS
 from ..events import BuildEvent, ready
+from .models import BuildRecord
 from .store import Store
 
 if TYPE_CHECKING:
@@ -64,6 +69,8 @@ class BuildRecorder(LoggingConfigurable):
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._purger: asyncio.Task[None] | None = None
+        # Builds whose record the database refused: their later changes are not written.
+        self._refused: set[str] = set()
 
     def start(self) -> None:
         """Start deleting expired logs now and every ``purge_interval`` seconds."""
@@ -96,12 +103,16 @@ class BuildRecorder(LoggingConfigurable):
         self._wake()
 
     def event_appended(self, build: Build, number: int, event: BuildEvent) -> None:
+        if build.id in self._refused:
+            return
         self._events.append({"build_id": build.id, "number": number, "data": event.to_json()})
         if event.phase is not None:
             self._phase_times.setdefault(build.id, {}).setdefault(event.phase.value, time.time())
         self._wake()
 
     def state_changed(self, build: Build) -> None:
+        if build.id in self._refused:
+            return
         self._dirty[build.id] = build
         self._wake()
 
@@ -143,15 +154,54 @@ class BuildRecorder(LoggingConfigurable):
             ended = [row["id"] for row in (*new_rows, *updates) if row["finished"] is not None]
             try:
                 await self.store.write(new_rows, events, updates)
-            except Exception:
-                self.log.exception("Could not record %d builds' changes; retrying", len(dirty))
-                self._new = {**new, **self._new}
-                self._dirty = {**dirty, **self._dirty}
-                self._events = events + self._events
-                return False
+            except Exception as e:
+                if _unreachable(e) or not await self._write_each(new_rows, events, updates):
+                    self.log.warning("Could not record builds' changes (%s); retrying", e)
+                    self._new = {**new, **self._new}
+                    self._dirty = {**dirty, **self._dirty}
+                    self._events = events + self._events
+                    return False
         for build_id in ended:
             self._phase_times.pop(build_id, None)
         return True
+
+    async def _write_each(
+        self,
+        new_rows: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+        updates: list[dict[str, Any]],
+    ) -> bool:
+        """Write each build's share of a failed batch on its own transaction.
+
+        A share the database refuses is logged and dropped. False (nothing
+        dropped) when the database became unreachable: the caller keeps all.
+        """
+        shares: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+        for index, rows in enumerate((new_rows, events, updates)):
+            for row in rows:
+                build_id = row["id"] if index != 1 else row["build_id"]
+                shares.setdefault(build_id, ([], [], []))[index].append(row)
+        failed: list[tuple[str, BaseException]] = []
+        for build_id, (new, build_events, build_updates) in shares.items():
+            try:
+                await self.store.write(new, build_events, build_updates)
+            except Exception as e:
+                if _unreachable(e):
+                    return False
+                failed.append((build_id, e))
+                if new:
+                    self._refused.add(build_id)
+        for build_id, error in failed:
+            self.log.error(
+                "Dropped build %s's changes: the database refused them (%s)",
+                build_id,
+                type(error).__name__,
+            )
+        return True
+
+    def snapshot(self, build: Build) -> BuildRecord:
+        """The record of a build as it is now in memory (stored or not yet)."""
+        return BuildRecord(seq=0, **self._row(build))
 
     def _row(self, build: Build) -> dict[str, Any]:
         request = build.request
@@ -216,7 +266,7 @@ class BuildRecorder(LoggingConfigurable):
         )
 
     async def close(self) -> None:
-        """Write what is left; call after the last build has ended."""
+        """Write what is left (what the database accepts); call after the last build ended."""
         if self._purger is not None:
             self._purger.cancel()
             await asyncio.gather(self._purger, return_exceptions=True)
@@ -228,3 +278,15 @@ class BuildRecorder(LoggingConfigurable):
             except TimeoutError:
                 self._flusher.cancel()
                 self.log.error("Could not record every build change before stopping")
+        if self.pending:
+            await self.flush()
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a write failed because the database could not be reached (worth retrying),
+    rather than because it refused what was written."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(
+        error, OperationalError | InterfaceError | DisconnectionError | OSError | TimeoutError
+    )

@@ -16,11 +16,15 @@ def isotime(timestamp: float | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def build_json(record: BuildRecord) -> dict[str, Any]:
-    """A build record as the API shows it."""
+def build_json(record: BuildRecord, viewer: str | None = None) -> dict[str, Any]:
+    """A build record as the API shows it to ``viewer`` (None: an admin).
+
+    Who started a build is shown to its starter and to admins only, not to
+    users who joined it.
+    """
     return {
         "id": record.id,
-        "requester": record.requester,
+        "requester": record.requester if viewer is None or viewer == record.requester else None,
         "provider": record.provider,
         "spec": record.spec,
         "repo_url": record.repo_url,

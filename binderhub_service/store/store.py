@@ -6,6 +6,7 @@ before :meth:`Store.open`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ..text import clean_value
 from .models import BuildLogEvent, BuildRecord, BuildRequester, SavedImage
 
 UNFINISHED_STATES = ("queued", "running")
@@ -54,11 +56,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+def _clean(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose strings are valid text (see :func:`~binderhub_service.text.clean_text`)."""
+    return [clean_value(row) for row in rows]
+
+
 class Store:
     """Build records, their logs and saved images in a SQL database.
 
     ``url`` is an async SQLAlchemy URL: ``sqlite+aiosqlite:///path`` or
-    ``postgresql+asyncpg://user:password@host/db``.
+    ``postgresql+asyncpg://user:password@host/db``. Every string written is
+    cleaned of control characters first, so no value can make a write fail
+    on PostgreSQL (which refuses NUL). A SQLite database file is readable by
+    the service's user only.
     """
 
     def __init__(self, url: str) -> None:
@@ -82,6 +92,16 @@ class Store:
         if self._engine.dialect.name == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
         await self.migrate(revision)
+        self._restrict_sqlite_files()
+
+    def _restrict_sqlite_files(self) -> None:
+        """Make a SQLite database (and its journal files) readable by this user only."""
+        path = make_url(self.url).database
+        if self.engine.dialect.name != "sqlite" or not path or path == ":memory:":
+            return
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
 
     async def migrate(self, revision: str) -> None:
         """Upgrade the schema to ``revision``."""
@@ -122,15 +142,16 @@ class Store:
         updates: Sequence[dict[str, Any]] = (),
     ) -> None:
         """In one transaction: insert builds (and their starters), log events, update builds."""
+        new_builds, events, updates = _clean(new_builds), _clean(events), _clean(updates)
         async with self.engine.begin() as conn:
             if new_builds:
-                await conn.execute(insert(BuildRecord), list(new_builds))
+                await conn.execute(insert(BuildRecord), new_builds)
                 await conn.execute(
                     insert(BuildRequester),
                     [{"build_id": b["id"], "user": b["requester"]} for b in new_builds],
                 )
             if events:
-                await conn.execute(insert(BuildLogEvent), list(events))
+                await conn.execute(insert(BuildLogEvent), events)
             for values in updates:
                 await conn.execute(
                     update(BuildRecord).where(BuildRecord.id == values["id"]).values(**values)
@@ -138,6 +159,7 @@ class Store:
 
     async def add_requester(self, build_id: str, user: str) -> None:
         """Let ``user`` see a build they joined."""
+        user = clean_value(user)
         async with self.engine.begin() as conn:
             known = await conn.scalar(
                 select(BuildRequester.user).where(
@@ -239,6 +261,7 @@ class Store:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def save_image(self, values: dict[str, Any]) -> SavedImage:
+        values = clean_value(values)
         async with self.engine.begin() as conn:
             await conn.execute(insert(SavedImage).values(**values))
         image = await self.get_image(values["owner"], values["name"])

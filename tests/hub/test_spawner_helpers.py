@@ -1,26 +1,33 @@
-"""The spawner hook's pure parts: build specs and event parsing."""
+"""The spawner hook's pure parts: build requests, URLs and event parsing."""
 
 from __future__ import annotations
 
-from binderhub_service.spawner import BinderHubBuildHook, SSEParser, build_spec
+from binderhub_service.spawner import BinderHubBuildHook, SSEParser, build_request
 
 
-def test_git_spec_escapes_the_url_into_one_segment() -> None:
-    spec = build_spec("https://example.org/a b/repo.git", "main")
-    assert spec == "git/https%3A%2F%2Fexample.org%2Fa%20b%2Frepo.git/main"
+def test_git_repositories_are_sent_as_url_and_ref() -> None:
+    body = build_request("https://example.org/a b/repo.git#?&on_behalf_of=x", "main")
+    assert body == {"repo_url": "https://example.org/a b/repo.git#?&on_behalf_of=x", "ref": "main"}
+    assert build_request("git://127.0.0.1:9418/r.git") == {
+        "repo_url": "git://127.0.0.1:9418/r.git",
+        "ref": "HEAD",
+    }
+
+
+def test_other_providers_send_their_spec() -> None:
+    assert build_request("org/repo/", "v1.0", provider="gh") == {
+        "provider": "gh",
+        "spec": "org/repo/v1.0",
+    }
+    assert build_request("org/repo", "a#b?c", provider="gh")["spec"] == "org/repo/a%23b%3Fc"
+
+
+def test_api_url_encodes_the_user() -> None:
+    hook = BinderHubBuildHook(service_url="http://hub/services/binder/")
+    url = hook.api_url("builds", on_behalf_of="a user&on_behalf_of=b#")
     assert (
-        build_spec("git://127.0.0.1:9418/r.git") == "git/git%3A%2F%2F127.0.0.1%3A9418%2Fr.git/HEAD"
+        url == "http://hub/services/binder/api/v1/builds?on_behalf_of=a+user%26on_behalf_of%3Db%23"
     )
-
-
-def test_other_providers_keep_their_spec() -> None:
-    assert build_spec("org/repo/", "v1.0", provider="gh") == "gh/org/repo/v1.0"
-
-
-def test_build_url_names_the_user() -> None:
-    hook = BinderHubBuildHook(service_url="http://hub/services/binder")
-    url = hook.build_url("a user", "git/x/HEAD")
-    assert url == "http://hub/services/binder/build/git/x/HEAD?build_only=true&on_behalf_of=a+user"
 
 
 def test_sse_parser_handles_split_chunks_and_comments() -> None:
