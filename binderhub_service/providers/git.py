@@ -3,15 +3,71 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import posixpath
+import re
 import urllib.parse
 
-from traitlets import Dict, List, Unicode, validate
+from traitlets import Dict, Int, List, Unicode, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..netguard import bare_host, literal_address, resolve_host, url_host_port
 from .base import RepoProvider, RepoSpec
 from .credentials import credential_env_value, git_credential_env
 from .validation import FULL_SHA, check_ref, check_repo_url, redact_text, redact_url
+
+#: Schemes ``allowed_schemes`` may name; ssh (the service's own keys) and remote
+#: helpers are never allowed.
+KNOWN_SCHEMES = frozenset({"https", "http", "git", "file"})
+_DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418}
+#: How much of git's error output is kept for the log.
+MAX_STDERR_BYTES = 64 * 1024
+
+
+def canonical_url(url: str) -> str:
+    """One spelling of the repository a git URL names, for matching policy patterns.
+
+    Lower-case host without userinfo, trailing dot or default port, IP
+    literals in dotted form, ``git``/``http``/``https`` all as ``https``, the
+    path unescaped without doubled slashes, a trailing slash or ``.git``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return f"file://{posixpath.normpath(urllib.parse.unquote(parts.path) or '/')}"
+    host = bare_host(parts.hostname or "")
+    literal = literal_address(host)
+    if literal is not None:
+        host = f"[{literal}]" if literal.version == 6 else str(literal)
+    else:
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise InvalidSpec("The repository URL's host is not a valid host name.") from None
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    path = re.sub(r"/{2,}", "/", urllib.parse.unquote(parts.path)).rstrip("/")
+    if path.endswith(".git"):
+        path = path[: -len(".git")]
+    return f"https://{host}{path}"
+
+
+async def read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of ``stream`` and whether it had more (the rest is drained)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(64 * 1024):
+        if size + len(chunk) > cap:
+            chunks.append(chunk[: cap - size])
+            size = cap
+            while await stream.read(64 * 1024):
+                pass
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
 
 
 def choose_ref(listing: str, ref: str) -> str | None:
@@ -47,8 +103,30 @@ class GitRepoProvider(RepoProvider):
         help="""URL schemes accepted for ``git`` specs. Default ``["https", "git"]``.
 
         Add ``"http"`` for plain-http servers, or ``"file"`` to build from paths on
-        the service's machine (never on a shared service). Remote helpers such
-        as ``ext::`` are always refused.
+        the service's machine (never on a shared service). ``ssh`` (which would
+        use the service's own keys) and remote helpers such as ``ext::`` are
+        always refused.
+        """,
+    ).tag(config=True)
+
+    @validate("allowed_schemes")
+    def _valid_schemes(self, proposal: dict) -> list[str]:
+        schemes = [s.lower() for s in proposal["value"]]
+        unknown = sorted(set(schemes) - KNOWN_SCHEMES)
+        if unknown:
+            raise ValueError(
+                f"GitRepoProvider.allowed_schemes: {', '.join(unknown)} cannot be allowed; "
+                f"choose from {', '.join(sorted(KNOWN_SCHEMES))}"
+            )
+        return schemes
+
+    max_ref_listing_bytes = Int(
+        1024 * 1024,
+        help="""The most output of ``git ls-remote`` read when resolving a ref, in bytes.
+
+        Only refs whose names end in the requested ref are listed; a server that
+        advertises more than this is refused with a clear error (the service's
+        memory stays bounded). Default 1048576 (1 MiB). Example: ``4 * 1024 * 1024``.
         """,
     ).tag(config=True)
 
@@ -79,7 +157,7 @@ class GitRepoProvider(RepoProvider):
         return credentials
 
     def canonical_spec(self, repo: RepoSpec) -> str:
-        return f"{urllib.parse.quote(repo.repo_url, safe='')}/{repo.ref}"
+        return f"{urllib.parse.quote(canonical_url(repo.repo_url), safe='')}/{repo.ref}"
 
     def git_credentials(self, repo: RepoSpec) -> str | None:
         parts = urllib.parse.urlsplit(repo.repo_url)
@@ -108,6 +186,7 @@ class GitRepoProvider(RepoProvider):
                 "configures credentials for private repositories."
             )
         ref = check_ref(urllib.parse.unquote(escaped_ref))
+        canonical_url(url)  # refuses hosts that are not host names
         slug = redact_url(url).split("://", 1)[1].rstrip("/")
         if slug.endswith(".git"):
             slug = slug[: -len(".git")]
@@ -141,15 +220,40 @@ class GitRepoProvider(RepoProvider):
                 text = text.replace(entry["password"], "***")
         return text
 
+    async def _pinning(self, repo: RepoSpec) -> list[str]:
+        """Check the host against the denied networks; git options that pin its addresses.
+
+        Refuses before any connection. For http(s), curl is told the checked
+        addresses (``http.curloptResolve``) so that it does not ask DNS again.
+        """
+        if urllib.parse.urlsplit(repo.repo_url).scheme.lower() == "file":
+            return []
+        scheme, host, port = url_host_port(repo.repo_url)
+        if not self.denied:
+            return []
+        infos = await resolve_host(host, port, self.denied)
+        if scheme not in ("http", "https"):
+            return []
+        addresses = []
+        for _, sockaddr in infos:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            addresses.append(f"[{address}]" if address.version == 6 else str(address))
+        pinned = ",".join(dict.fromkeys(addresses))
+        return ["-c", f"http.curloptResolve={bare_host(host).lower()}:{port}:{pinned}"]
+
     async def _ls_remote(self, repo: RepoSpec) -> str:
         url = repo.repo_url
-        # Only the allowed transports may run, whatever git's own defaults are.
-        protocol_config = ["-c", "protocol.allow=never"]
+        shown_url = redact_url(url)
+        pinning = await self._pinning(repo)
+        # Only the allowed transports may run, whatever git's own defaults are,
+        # and git follows no redirect the check above has not seen.
+        protocol_config = ["-c", "protocol.allow=never", "-c", "http.followRedirects=false"]
         for scheme in sorted(set(self.allowed_schemes)):
             protocol_config += ["-c", f"protocol.{scheme}.allow=always"]
         proc = await asyncio.create_subprocess_exec(
             self.git_executable,
             *protocol_config,
+            *pinning,
             "ls-remote",
             "--",
             url,
@@ -161,10 +265,16 @@ class GitRepoProvider(RepoProvider):
             stderr=asyncio.subprocess.PIPE,
             env=self._git_env(repo),
         )
-        shown_url = redact_url(url)
+        assert proc.stdout is not None and proc.stderr is not None
+        out_task = asyncio.ensure_future(read_capped(proc.stdout, self.max_ref_listing_bytes))
+        err_task = asyncio.ensure_future(read_capped(proc.stderr, MAX_STDERR_BYTES))
         try:
             async with asyncio.timeout(self.resolve_timeout):
-                out, err = await proc.communicate()
+                out, too_much = await out_task
+                if too_much:
+                    proc.kill()
+                err, _ = await err_task
+                await proc.wait()
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -172,6 +282,19 @@ class GitRepoProvider(RepoProvider):
                 f"{shown_url} did not answer within {self.resolve_timeout:g} seconds; "
                 "try again later."
             ) from None
+        finally:
+            for task in (out_task, err_task):
+                task.cancel()
+        if too_much:
+            self.log.warning(
+                "git ls-remote %s listed more than %d bytes of refs",
+                shown_url,
+                self.max_ref_listing_bytes,
+            )
+            raise UpstreamError(
+                f"{shown_url} lists too many refs named {repo.ref!r} to be resolved; "
+                "ask for a full branch name (refs/heads/...) or a commit sha."
+            )
         if proc.returncode != 0:
             self.log.warning(
                 "git ls-remote %s failed with exit code %s: %s",
