@@ -11,7 +11,8 @@ address (mapped, compatible, NAT64, 6to4) are checked as that address too.
 The entry point for other code is :func:`check_url`; :func:`resolve_host`
 also returns the addresses checked, so that a caller can connect to exactly
 those (no second lookup an attacker's DNS server could answer differently);
-:class:`GuardedResolver` does that for Tornado's HTTP client.
+:func:`git_network_options` gives the ``git -c`` options that do that for a
+git command, and :class:`GuardedResolver` does it for Tornado's HTTP client.
 
 Refusals are :class:`DeniedNetwork` errors whose message names neither the
 address nor anything that answered: nothing is contacted before the check.
@@ -218,6 +219,30 @@ async def check_url(url: str, denied: Sequence[IPNetwork]) -> None:
     _, host, port = url_host_port(url)
     if denied:
         await resolve_host(host, port, denied)
+
+
+async def git_network_options(url: str, denied: Sequence[IPNetwork]) -> list[str]:
+    """Check ``url`` like :func:`check_url`; return ``git -c`` options that keep git to it.
+
+    Put them before git's subcommand (``git *options ls-remote ...``, ``git
+    *options clone ...``): git then follows no HTTP redirect (the check has
+    not seen its target) and, for http(s), curl connects only to the checked
+    addresses (``http.curloptResolve``) instead of asking DNS again. For
+    ``git://`` no such pinning exists; the name is resolved once more by git.
+    """
+    scheme, host, port = url_host_port(url)
+    options = ["-c", "http.followRedirects=false"]
+    if not denied:
+        return options
+    infos = await resolve_host(host, port, denied)
+    if scheme not in ("http", "https"):
+        return options
+    addresses = []
+    for _, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        addresses.append(f"[{address}]" if address.version == 6 else str(address))
+    pinned = ",".join(dict.fromkeys(addresses))
+    return [*options, "-c", f"http.curloptResolve={bare_host(host).lower()}:{port}:{pinned}"]
 
 
 class GuardedResolver(Resolver):

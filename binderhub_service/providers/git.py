@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import contextlib
+import functools
 import os
 import posixpath
 import re
+import resource
 import urllib.parse
 
 from traitlets import Dict, Int, List, Unicode, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
-from ..netguard import bare_host, literal_address, resolve_host, url_host_port
+from ..netguard import bare_host, git_network_options, literal_address
 from .base import RepoProvider, RepoSpec
 from .credentials import credential_env_value, git_credential_env
 from .validation import FULL_SHA, check_ref, check_repo_url, redact_text, redact_url
@@ -52,6 +54,11 @@ def canonical_url(url: str) -> str:
     if path.endswith(".git"):
         path = path[: -len(".git")]
     return f"https://{host}{path}"
+
+
+def limit_data_segment(limit: int) -> None:
+    """Cap the calling process's data segment at ``limit`` bytes (run in a child before exec)."""
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 async def read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
@@ -146,6 +153,17 @@ class GitRepoProvider(RepoProvider):
         """,
     ).tag(config=True)
 
+    ls_remote_memory_limit = Int(
+        256 * 1024 * 1024,
+        help="""Memory (bytes of data segment, RLIMIT_DATA) a ``git ls-remote`` may use.
+
+        git reads a server's whole list of refs before filtering it; a server
+        advertising millions of refs would otherwise make it grow without
+        bound. A listing that does not fit is refused like one over
+        ``max_ref_listing_bytes``. Default 268435456 (256 MiB); 0 for no limit.
+        """,
+    ).tag(config=True)
+
     @validate("credentials_by_host")
     def _valid_credentials(self, proposal: dict) -> dict[str, dict[str, str]]:
         credentials = {}
@@ -221,33 +239,17 @@ class GitRepoProvider(RepoProvider):
         return text
 
     async def _pinning(self, repo: RepoSpec) -> list[str]:
-        """Check the host against the denied networks; git options that pin its addresses.
-
-        Refuses before any connection. For http(s), curl is told the checked
-        addresses (``http.curloptResolve``) so that it does not ask DNS again.
-        """
+        """Check the host (``file:`` has none) and return git options that keep git to it."""
         if urllib.parse.urlsplit(repo.repo_url).scheme.lower() == "file":
             return []
-        scheme, host, port = url_host_port(repo.repo_url)
-        if not self.denied:
-            return []
-        infos = await resolve_host(host, port, self.denied)
-        if scheme not in ("http", "https"):
-            return []
-        addresses = []
-        for _, sockaddr in infos:
-            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-            addresses.append(f"[{address}]" if address.version == 6 else str(address))
-        pinned = ",".join(dict.fromkeys(addresses))
-        return ["-c", f"http.curloptResolve={bare_host(host).lower()}:{port}:{pinned}"]
+        return await git_network_options(repo.repo_url, self.denied)
 
     async def _ls_remote(self, repo: RepoSpec) -> str:
         url = repo.repo_url
         shown_url = redact_url(url)
         pinning = await self._pinning(repo)
-        # Only the allowed transports may run, whatever git's own defaults are,
-        # and git follows no redirect the check above has not seen.
-        protocol_config = ["-c", "protocol.allow=never", "-c", "http.followRedirects=false"]
+        # Only the allowed transports may run, whatever git's own defaults are.
+        protocol_config = ["-c", "protocol.allow=never"]
         for scheme in sorted(set(self.allowed_schemes)):
             protocol_config += ["-c", f"protocol.{scheme}.allow=always"]
         proc = await asyncio.create_subprocess_exec(
@@ -264,6 +266,11 @@ class GitRepoProvider(RepoProvider):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self._git_env(repo),
+            preexec_fn=(
+                functools.partial(limit_data_segment, self.ls_remote_memory_limit)
+                if self.ls_remote_memory_limit > 0
+                else None
+            ),
         )
         assert proc.stdout is not None and proc.stderr is not None
         out_task = asyncio.ensure_future(read_capped(proc.stdout, self.max_ref_listing_bytes))
@@ -272,11 +279,13 @@ class GitRepoProvider(RepoProvider):
             async with asyncio.timeout(self.resolve_timeout):
                 out, too_much = await out_task
                 if too_much:
-                    proc.kill()
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
                 err, _ = await err_task
                 await proc.wait()
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             raise UpstreamError(
                 f"{shown_url} did not answer within {self.resolve_timeout:g} seconds; "
@@ -285,9 +294,11 @@ class GitRepoProvider(RepoProvider):
         finally:
             for task in (out_task, err_task):
                 task.cancel()
+        if proc.returncode != 0 and b"Out of memory" in err:
+            too_much = True
         if too_much:
             self.log.warning(
-                "git ls-remote %s listed more than %d bytes of refs",
+                "git ls-remote %s listed more refs than %d bytes or its memory limit hold",
                 shown_url,
                 self.max_ref_listing_bytes,
             )

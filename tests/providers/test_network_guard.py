@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from binderhub_service.errors import InvalidSpec, RefNotFound, UpstreamError
-from binderhub_service.netguard import DeniedNetwork
+from binderhub_service.netguard import DeniedNetwork, git_network_options, parse_networks
 from binderhub_service.providers import (
     CKANRepoProvider,
     GitHubRepoProvider,
@@ -26,9 +26,9 @@ from binderhub_service.providers import (
     RepoProviderCatalog,
     ZenodoRepoProvider,
 )
+from tests.fake_git import serve_refs
 
 INTERNAL = ["127.0.0.2/32"]
-SHA = "1" * 40
 
 
 @dataclass
@@ -260,48 +260,8 @@ async def test_api_token_is_not_sent_across_a_redirect(upstream, internal):
 # A git server advertising a huge number of refs.
 
 
-def pkt(line: str) -> bytes:
-    data = line.encode()
-    return f"{len(data) + 4:04x}".encode() + data
-
-
-@dataclass
-class FakeGit:
-    url: str
-    served: list[int] = field(default_factory=list)
-
-
-async def serve_refs(names: list[str] | int) -> tuple[asyncio.Server, FakeGit]:
-    """A git:// server (protocol v0) advertising ``names``, or that many ``.../main`` refs."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            size = int(await reader.readexactly(4), 16)
-            await reader.readexactly(size - 4)
-            writer.write(pkt(f"{SHA} HEAD\0multi_ack side-band-64k ofs-delta\n"))
-            count = names if isinstance(names, int) else len(names)
-            for i in range(count):
-                name = f"refs/heads/b{i}/main" if isinstance(names, int) else names[i]
-                writer.write(pkt(f"{SHA} {name}\n"))
-                if i % 1000 == 0:
-                    await writer.drain()
-            writer.write(b"0000")
-            await writer.drain()
-            fake.served.append(count)
-            await reader.read()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    fake = FakeGit(url=f"git://127.0.0.1:{port}/repo.git")
-    return server, fake
-
-
 async def test_ls_remote_stops_at_the_byte_cap_with_bounded_memory():
-    server, fake = await serve_refs(200_000)
+    server, fake = await serve_refs(50_000)
     provider = GitRepoProvider(
         denied_networks=[], max_ref_listing_bytes=256 * 1024, resolve_timeout=60
     )
@@ -315,8 +275,8 @@ async def test_ls_remote_stops_at_the_byte_cap_with_bounded_memory():
         tracemalloc.stop()
         server.close()
         await server.wait_closed()
-    assert fake.served == [200_000]
-    # 200,000 refs are about 12 MB of listing; the service holds at most the cap.
+    assert fake.served == [50_000]
+    # 50,000 refs are about 3 MB of listing; the service holds at most the cap.
     assert peak < 3 * 1024 * 1024, peak
     assert "refs/heads/main" in info.value.message or "full branch name" in info.value.message
 
@@ -326,6 +286,41 @@ async def test_ls_remote_matches_exact_ref_names():
     provider = GitRepoProvider(denied_networks=[], resolve_timeout=30)
     try:
         with pytest.raises(RefNotFound):
+            await provider.resolve_ref(provider.parse(git_spec(fake.url)))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_git_over_http_is_pinned_to_the_checked_addresses(loopback_service):
+    options = await git_network_options(
+        f"http://localhost:{loopback_service.port}/repo.git", parse_networks(["10.0.0.0/8"])
+    )
+    assert options[:2] == ["-c", "http.followRedirects=false"]
+    assert options[3].startswith(f"http.curloptResolve=localhost:{loopback_service.port}:")
+    assert "127.0.0.1" in options[3]
+    assert await git_network_options("git://localhost/r.git", ()) == options[:2]
+    # git accepts the options and connects where they say.
+    provider = GitRepoProvider(
+        denied_networks=["10.0.0.0/8"], allowed_schemes=["http"], resolve_timeout=10
+    )
+    repo = provider.parse(git_spec(f"http://localhost:{loopback_service.port}/repo.git"))
+    with pytest.raises(UpstreamError):
+        await provider.resolve_ref(repo)
+    assert b"GET /repo.git/info/refs?service=git-upload-pack" in b"".join(loopback_service.received)
+
+
+async def test_ls_remote_memory_limit_stops_git_reading_a_huge_advertisement():
+    """git reads every advertised ref before filtering: its own memory is capped too."""
+    server, fake = await serve_refs(200_000)
+    provider = GitRepoProvider(
+        denied_networks=[],
+        max_ref_listing_bytes=64 * 1024 * 1024,
+        ls_remote_memory_limit=32 * 1024 * 1024,
+        resolve_timeout=60,
+    )
+    try:
+        with pytest.raises(UpstreamError, match="too many refs"):
             await provider.resolve_ref(provider.parse(git_spec(fake.url)))
     finally:
         server.close()
