@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from traitlets import Dict, List, Type, Unicode, validate
+from traitlets import Dict, List, Type, Unicode, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from ..errors import Forbidden, UnknownProvider
-from ..netguard import DEFAULT_DENIED_NETWORKS, parse_networks
+from ..netguard import DEFAULT_DENIED_NETWORKS, IPNetwork, parse_networks
 from .base import RepoProvider, RepoSpec
 from .ckan import CKANRepoProvider
 from .dataverse import DataverseRepoProvider
@@ -143,6 +143,16 @@ class RepoProviderCatalog(LoggingConfigurable):
     def _valid_denied_networks(self, proposal: Any) -> list[str]:
         parse_networks(proposal["value"])
         return proposal["value"]
+
+    @observe("denied_networks")
+    def _pass_denied_networks(self, change: Any) -> None:
+        for provider in getattr(self, "providers", {}).values():
+            provider.denied_networks = change["new"]
+
+    @property
+    def denied(self) -> tuple[IPNetwork, ...]:
+        """``denied_networks`` parsed, for :func:`binderhub_service.netguard.check_url`."""
+        return parse_networks(self.denied_networks)
 
     @validate("spec_config")
     def _valid_spec_config(self, proposal: Any) -> list[dict[str, Any]]:

@@ -139,6 +139,8 @@ def test_git_schemes_that_cannot_be_checked_are_never_allowed():
 def test_catalog_passes_its_denied_networks_to_providers():
     catalog = RepoProviderCatalog(denied_networks=["203.0.113.0/24"])
     assert {tuple(p.denied_networks) for p in catalog.providers.values()} == {("203.0.113.0/24",)}
+    catalog.denied_networks = []
+    assert catalog.get("ckan").denied_networks == [] and catalog.denied == ()
     assert "127.0.0.0/8" in RepoProviderCatalog().get("git").denied_networks
     with pytest.raises(ValueError, match="CIDR"):
         RepoProviderCatalog(denied_networks=["not-a-network"])
