@@ -235,7 +235,8 @@ async def git_network_options(url: str, denied: Sequence[IPNetwork]) -> list[str
     if not denied:
         return options
     infos = await resolve_host(host, port, denied)
-    if scheme not in ("http", "https"):
+    if scheme not in ("http", "https") or literal_address(host) is not None:
+        # git:// cannot be pinned; an IP literal is not looked up again.
         return options
     addresses = []
     for _, sockaddr in infos:

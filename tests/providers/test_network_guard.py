@@ -295,13 +295,16 @@ async def test_ls_remote_matches_exact_ref_names():
 
 
 async def test_git_over_http_is_pinned_to_the_checked_addresses(loopback_service):
-    options = await git_network_options(
-        f"http://localhost:{loopback_service.port}/repo.git", parse_networks(["10.0.0.0/8"])
-    )
+    denied = parse_networks(["10.0.0.0/8"])
+    url = f"http://localhost:{loopback_service.port}/repo.git"
+    options = await git_network_options(url, denied)
     assert options[:2] == ["-c", "http.followRedirects=false"]
     assert options[3].startswith(f"http.curloptResolve=localhost:{loopback_service.port}:")
     assert "127.0.0.1" in options[3]
-    assert await git_network_options("git://localhost/r.git", ()) == options[:2]
+    # Nothing to pin: no check, git://, or an IP literal.
+    assert await git_network_options(url, ()) == options[:2]
+    assert await git_network_options("git://localhost/r.git", denied) == options[:2]
+    assert await git_network_options("https://[::1]/r.git", denied) == options[:2]
     # git accepts the options and connects where they say.
     provider = GitRepoProvider(
         denied_networks=["10.0.0.0/8"], allowed_schemes=["http"], resolve_timeout=10
