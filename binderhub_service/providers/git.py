@@ -61,15 +61,20 @@ def limit_data_segment(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
-async def read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, bool]:
-    """Up to ``cap`` bytes of ``stream`` and whether it had more (the rest is drained)."""
+async def read_capped(
+    stream: asyncio.StreamReader, cap: int, drain: bool = False
+) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of ``stream`` and whether it had more.
+
+    Past the cap it stops at once, or with ``drain`` reads the rest to the end
+    and drops it (so that the writer never blocks on a full pipe).
+    """
     chunks: list[bytes] = []
     size = 0
     while chunk := await stream.read(64 * 1024):
         if size + len(chunk) > cap:
             chunks.append(chunk[: cap - size])
-            size = cap
-            while await stream.read(64 * 1024):
+            while drain and await stream.read(64 * 1024):
                 pass
             return b"".join(chunks), True
         chunks.append(chunk)
@@ -274,13 +279,16 @@ class GitRepoProvider(RepoProvider):
         )
         assert proc.stdout is not None and proc.stderr is not None
         out_task = asyncio.ensure_future(read_capped(proc.stdout, self.max_ref_listing_bytes))
-        err_task = asyncio.ensure_future(read_capped(proc.stderr, MAX_STDERR_BYTES))
+        err_task = asyncio.ensure_future(read_capped(proc.stderr, MAX_STDERR_BYTES, drain=True))
         try:
             async with asyncio.timeout(self.resolve_timeout):
                 out, too_much = await out_task
                 if too_much:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
+                    # What the killed git left in the pipe, dropped (asyncio needs its end).
+                    while await proc.stdout.read(64 * 1024):
+                        pass
                 err, _ = await err_task
                 await proc.wait()
         except TimeoutError:
