@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:
 
 from tests.conftest import (  # noqa: E402
     BASE_IMAGE,
+    LOOPBACK_NETWORKS,
     GitServer,
     Registry,
     ServiceProcess,
@@ -139,6 +140,7 @@ def start_service(root: Path, registry: Registry) -> ServiceProcess:
                 "c.UserLimits.rate_limit_per_minute = 0",
                 f"c.LocalDockerExecutor.repo2docker_config_file = {str(R2D_CONFIG)!r}",
                 f"c.DockerRegistry.url = {registry.url!r}",
+                LOOPBACK_NETWORKS,
             ]
         )
         + "\n"

@@ -10,7 +10,7 @@ import urllib.parse
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
-from traitlets import Float, Unicode, default
+from traitlets import Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .errors import UpstreamError
@@ -85,6 +85,18 @@ class DockerRegistry(LoggingConfigurable):
         config=True
     )
 
+    token_realm_hosts = List(
+        Unicode(),
+        help="""Hosts other than the registry's whose token service may receive its credentials.
+
+        A registry answering 401 names, in ``WWW-Authenticate``, a token service
+        (the bearer realm) to ask; the registry's user name and password are sent
+        there only when the realm's host is the registry's own host or one of
+        these, and never over http when the registry is reached over https.
+        Default: none. Example: ``["auth.docker.io"]`` for Docker Hub.
+        """,
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -127,7 +139,15 @@ class DockerRegistry(LoggingConfigurable):
         if cached and cached[1] > time.monotonic():
             return cached[0]
         query = {"service": params.get("service", ""), "scope": scope}
-        token_url = params["realm"] + "?" + urllib.parse.urlencode(query)
+        realm = params["realm"]
+        if not realm.lower().startswith(("http://", "https://")):
+            self.log.warning("The registry names a token service that is not an http(s) URL")
+            return None
+        if not self._may_send_credentials(realm):
+            if basic:
+                self.log.warning("Not sending registry credentials to the token service it names")
+            basic = None
+        token_url = realm + "?" + urllib.parse.urlencode(query)
         headers = {"Authorization": basic} if basic else {}
         response = await self._fetch(
             HTTPRequest(token_url, headers=headers, request_timeout=self.timeout)
@@ -142,6 +162,20 @@ class DockerRegistry(LoggingConfigurable):
         value = f"Bearer {token}"
         self._tokens[scope] = (value, time.monotonic() + max(lifetime - 10, 1))
         return value
+
+    def _may_send_credentials(self, realm: str) -> bool:
+        """Whether the bearer ``realm`` is a token service the credentials may go to."""
+        try:
+            there = urllib.parse.urlsplit(realm)
+            here = urllib.parse.urlsplit(self.url)
+            hosts = {here.hostname, *(h.lower() for h in self.token_realm_hosts)}
+        except ValueError:
+            return False
+        if there.scheme not in ("http", "https") or not there.hostname:
+            return False
+        if here.scheme == "https" and there.scheme != "https":
+            return False
+        return there.hostname in hosts
 
     async def _get(self, path: str, scope: str, method: str = "GET") -> HTTPResponse:
         url = self.url.rstrip("/") + path

@@ -30,6 +30,10 @@ POSTGRES_URL = os.environ.get(
 )
 
 BASE_IMAGE = os.environ.get("BHS_TEST_BASE_IMAGE", "binderhub-service-test/base:bookworm")
+# Test repositories, registries and emulated hosts all listen on loopback, which
+# the service refuses to reach by default: every service config the tests,
+# benchmarks and examples write allows all networks with this line.
+LOOPBACK_NETWORKS = "c.RepoProviderCatalog.denied_networks = []"
 
 
 def free_port() -> int:
@@ -271,6 +275,7 @@ def service_factory(
             f"c.BinderHubService.base_url = {base_url!r}",
             f"c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}",
             "c.BinderHubService.auth_enabled = False",
+            LOOPBACK_NETWORKS,
         ]
         if registry is not None:
             lines.append(f"c.DockerRegistry.url = {registry.url!r}")

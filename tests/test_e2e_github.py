@@ -30,6 +30,7 @@ def github_config(url: str, token: str | None = None) -> list[str]:
     ]
     if token:
         lines.append(f"c.GitHubRepoProvider.access_token = {token!r}")
+        lines.append("c.GitHubRepoProvider.clone_with_token = ['octo/.*']")
     return lines
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from traitlets import Float
+from traitlets import Float, List, Unicode
 from traitlets.config import LoggingConfigurable
+
+from ..netguard import DEFAULT_DENIED_NETWORKS, IPNetwork, parse_networks
 
 GIT_CONTENT_PROVIDER = "repo2docker.contentproviders.Git"
 
@@ -61,6 +63,16 @@ class RepoProvider(LoggingConfigurable):
         30.0,
         help="Seconds to wait for the upstream host when resolving a ref. Default 30.",
     ).tag(config=True)
+
+    #: Set by :class:`~binderhub_service.providers.RepoProviderCatalog` from its
+    #: ``denied_networks`` option (not an option of its own): the networks no
+    #: request made for a user may reach.
+    denied_networks = List(Unicode(), default_value=list(DEFAULT_DENIED_NETWORKS))
+
+    @property
+    def denied(self) -> tuple[IPNetwork, ...]:
+        """``denied_networks`` parsed, for :mod:`binderhub_service.netguard`."""
+        return parse_networks(self.denied_networks)
 
     def parse(self, spec: str) -> RepoSpec:
         raise NotImplementedError

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from traitlets import Dict, List, Type, Unicode, validate
+from traitlets import Dict, List, Type, Unicode, observe, validate
 from traitlets.config import LoggingConfigurable
 
 from ..errors import Forbidden, UnknownProvider
+from ..netguard import DEFAULT_DENIED_NETWORKS, IPNetwork, parse_networks
 from .base import RepoProvider, RepoSpec
 from .ckan import CKANRepoProvider
 from .dataverse import DataverseRepoProvider
@@ -51,9 +52,12 @@ class RepoProviderCatalog(LoggingConfigurable):
     ``banned_specs`` and ``allowed_specs`` decide which specs may be built at
     all, ``spec_config`` gives per-repository options (:meth:`spec_options`).
     Patterns are case-insensitive regular expressions matched (``re.match``,
-    so anchored at the start) against ``<prefix>/<spec>``, both as requested
-    and in the provider's canonical form (see
-    :meth:`RepoProvider.canonical_spec`), e.g. ``gh/binder-examples/.*``.
+    so anchored at the start) against ``<prefix>/<spec>``, e.g.
+    ``gh/binder-examples/.*``. A spec is banned when either the spec as
+    requested or its canonical form (see :meth:`RepoProvider.canonical_spec`:
+    one spelling of the repository's identity, without port, userinfo,
+    trailing dots or doubled slashes) matches a banned pattern; it is allowed
+    only when its canonical form matches an allowed pattern.
     """
 
     provider_classes = Dict(
@@ -83,7 +87,9 @@ class RepoProviderCatalog(LoggingConfigurable):
         Unicode(),
         help="""If not empty, only specs matching one of these regular expressions are built.
 
-        Same matching as ``banned_specs`` (which still applies). Example:
+        Matched against the canonical form of the spec only, so that a
+        differently spelled URL cannot pass for an allowed one;
+        ``banned_specs`` still applies. Example:
         ``["gh/my-org/.*", "zenodo/.*"]``. Default: empty, everything not banned is allowed.
         """,
     ).tag(config=True)
@@ -94,6 +100,25 @@ class RepoProviderCatalog(LoggingConfigurable):
 
         Default: "This repository cannot be built by this service.". Example:
         "Builds are limited to repositories of our organisation; see https://example.org/help".
+        """,
+    ).tag(config=True)
+
+    denied_networks = List(
+        Unicode(),
+        default_value=list(DEFAULT_DENIED_NETWORKS),
+        help="""Networks (CIDR) no request made for a user may reach, checked after DNS resolution.
+
+        Applies to every provider API call and each of its redirects, to
+        ``git ls-remote`` and to the service's clones: a host is refused when
+        any address it resolves to (or an IP literal in any spelling, such as
+        ``2130706433`` or ``[::ffff:127.0.0.1]``) lies in one of these networks.
+        Default: loopback, "this network" (0.0.0.0/8), private (RFC 1918),
+        carrier-grade NAT (100.64.0.0/10), link-local (169.254.0.0/16, with
+        cloud metadata at 169.254.169.254, and fe80::/10), unique-local
+        (fc00::/7), multicast, reserved and unspecified addresses. IPv6 forms
+        that embed an IPv4 address are checked as that address. Example: add
+        ``"203.0.113.0/24"`` to the default; ``[]`` allows every network, for a
+        service and its repositories on one machine (tests, local trials).
         """,
     ).tag(config=True)
 
@@ -114,6 +139,21 @@ class RepoProviderCatalog(LoggingConfigurable):
         _compile(proposal["value"], proposal["trait"].name)
         return proposal["value"]
 
+    @validate("denied_networks")
+    def _valid_denied_networks(self, proposal: Any) -> list[str]:
+        parse_networks(proposal["value"])
+        return proposal["value"]
+
+    @observe("denied_networks")
+    def _pass_denied_networks(self, change: Any) -> None:
+        for provider in getattr(self, "providers", {}).values():
+            provider.denied_networks = change["new"]
+
+    @property
+    def denied(self) -> tuple[IPNetwork, ...]:
+        """``denied_networks`` parsed, for :func:`binderhub_service.netguard.check_url`."""
+        return parse_networks(self.denied_networks)
+
     @validate("spec_config")
     def _valid_spec_config(self, proposal: Any) -> list[dict[str, Any]]:
         for item in proposal["value"]:
@@ -128,7 +168,8 @@ class RepoProviderCatalog(LoggingConfigurable):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.providers: dict[str, RepoProvider] = {
-            prefix: cls(parent=self) for prefix, cls in self.provider_classes.items()
+            prefix: cls(parent=self, denied_networks=self.denied_networks)
+            for prefix, cls in self.provider_classes.items()
         }
 
     def get(self, prefix: str) -> RepoProvider:
@@ -154,10 +195,11 @@ class RepoProviderCatalog(LoggingConfigurable):
     def check_allowed(self, prefix: str, repo: RepoSpec) -> None:
         """Raise :class:`~binderhub_service.errors.Forbidden` unless the policy allows ``repo``."""
         forms = self._forms(prefix, repo)
+        canonical = forms[-1]
         banned = _compile(self.banned_specs, "banned_specs")
         allowed = _compile(self.allowed_specs, "allowed_specs")
         refused = any(p.match(form) for p in banned for form in forms) or (
-            bool(allowed) and not any(p.match(form) for p in allowed for form in forms)
+            bool(allowed) and not any(p.match(canonical) for p in allowed)
         )
         if refused:
             self.log.info("Refusing spec %s/%s by policy", prefix, repo.spec)

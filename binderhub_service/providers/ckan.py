@@ -7,12 +7,14 @@ own pages do: ``.../dataset/<name>/history/<activity id>`` or
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 
 from traitlets import List, Unicode
 
-from ..errors import InvalidSpec, RefNotFound
+from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..netguard import DeniedNetwork, check_url
 from .base import RepoSpec
 from .http import HTTPRepoProvider, host_of
 from .hydroshare import parse_timestamp
@@ -20,6 +22,8 @@ from .validation import check_repo_url
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 ACTIVITY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+#: The most resources a dataset may list (each one's host is checked).
+MAX_RESOURCES = 500
 
 
 def split_dataset_url(url: str) -> tuple[str, str, str | None]:
@@ -70,7 +74,10 @@ class CKANRepoProvider(HTTPRepoProvider):
         Unicode(),
         help="""CKAN sites (host names, or ``host:port``) datasets may come from.
 
-        Empty (the default) accepts any host. Example: ``["demo.ckan.org", "data.gov.uk"]``.
+        Empty (the default) accepts any host outside
+        ``RepoProviderCatalog.denied_networks``; the resource URLs a dataset
+        lists are checked against those networks too. Example:
+        ``["demo.ckan.org", "data.gov.uk"]``.
         """,
     ).tag(config=True)
 
@@ -117,7 +124,38 @@ class CKANRepoProvider(HTTPRepoProvider):
             raise self.unexpected(response, f"CKAN dataset {name}")
         if activity is not None and name not in (result.get("name"), result.get("id")):
             raise RefNotFound(f"The activity {activity} is not one of the dataset {name!r}.")
+        await self._check_resources(result, name)
         try:
             return f"{name}.v{parse_timestamp(result.get('metadata_modified'))}"
         except ValueError:
             raise self.unexpected(response, f"CKAN dataset {name}: no date") from None
+
+    async def _check_resources(self, dataset: dict, name: str) -> None:
+        """Refuse a dataset listing a resource URL the build could not be allowed to fetch.
+
+        repo2docker downloads every resource a dataset lists: each URL must be
+        http(s) and its host outside the denied networks, as for any request.
+        """
+        resources = dataset.get("resources") or []
+        if not isinstance(resources, list) or len(resources) > MAX_RESOURCES:
+            raise InvalidSpec(
+                f"The CKAN dataset {name!r} lists more than {MAX_RESOURCES} resources "
+                "or lists them in an unknown form; it cannot be built here."
+            )
+        urls: list[str] = []
+        for resource in resources:
+            url = resource.get("url") if isinstance(resource, dict) else None
+            if not url:
+                continue
+            urls.append(url)
+            if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+                raise InvalidSpec(
+                    f"The CKAN dataset {name!r} lists a resource that is not an http(s) URL."
+                )
+        try:
+            await asyncio.gather(*(check_url(url, self.denied) for url in urls))
+        except (DeniedNetwork, InvalidSpec, UpstreamError):
+            raise InvalidSpec(
+                f"The CKAN dataset {name!r} lists a resource on a host this service "
+                "cannot fetch from."
+            ) from None

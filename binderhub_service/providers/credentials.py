@@ -57,3 +57,22 @@ def git_credential_env(value: str, url: str) -> dict[str, str]:
         "GIT_CONFIG_KEY_0": f"credential.{origin}.helper",
         "GIT_CONFIG_VALUE_0": _HELPER,
     }
+
+
+def check_patterns(patterns: list[str], name: str) -> list[str]:
+    """``patterns`` if each is a regular expression; ``ValueError`` naming the bad one."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{name}: {pattern!r} is not a regular expression: {error}") from None
+    return patterns
+
+
+def clone_opted_in(patterns: list[str], identity: str) -> bool:
+    """Whether the operator chose to clone ``identity`` (e.g. ``owner/repo``) with a credential.
+
+    ``patterns`` are regular expressions matched against the whole identity,
+    case-insensitively; an empty list opts nothing in.
+    """
+    return any(re.fullmatch(p, identity, re.IGNORECASE) for p in patterns)

@@ -17,7 +17,7 @@ from traitlets import Unicode
 from ..errors import InvalidSpec, RefNotFound
 from .base import RepoSpec
 from .cache import ResolutionCache
-from .http import REDIRECT_CODES, HTTPRepoProvider, host_of
+from .http import REDIRECT_CODES, HTTPRepoProvider, host_of, redirect_target
 from .validation import check_text
 
 MAX_HOPS = 10
@@ -88,9 +88,10 @@ class DOIRepoProvider(HTTPRepoProvider):
                 location = response.headers.get("Location")
                 if not location:
                     raise self.unexpected(response, f"redirect without Location for {doi}")
-                url = urllib.parse.urljoin(url, location)
-                if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                target = redirect_target(url, location)
+                if target is None:
                     raise self.unexpected(response, f"redirect of {doi} to a non-HTTP URL")
+                url = target
                 if arrived(url):
                     return url
                 continue

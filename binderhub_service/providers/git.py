@@ -3,15 +3,83 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
+import posixpath
+import re
+import resource
 import urllib.parse
 
-from traitlets import Dict, List, Unicode, validate
+from traitlets import Dict, Int, List, Unicode, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..netguard import bare_host, git_network_options, literal_address
 from .base import RepoProvider, RepoSpec
 from .credentials import credential_env_value, git_credential_env
 from .validation import FULL_SHA, check_ref, check_repo_url, redact_text, redact_url
+
+#: Schemes ``allowed_schemes`` may name; ssh (the service's own keys) and remote
+#: helpers are never allowed.
+KNOWN_SCHEMES = frozenset({"https", "http", "git", "file"})
+_DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418}
+#: How much of git's error output is kept for the log.
+MAX_STDERR_BYTES = 64 * 1024
+
+
+def canonical_url(url: str) -> str:
+    """One spelling of the repository a git URL names, for matching policy patterns.
+
+    Lower-case host without userinfo, trailing dot or default port, IP
+    literals in dotted form, ``git``/``http``/``https`` all as ``https``, the
+    path unescaped without doubled slashes, a trailing slash or ``.git``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return f"file://{posixpath.normpath(urllib.parse.unquote(parts.path) or '/')}"
+    host = bare_host(parts.hostname or "")
+    literal = literal_address(host)
+    if literal is not None:
+        host = f"[{literal}]" if literal.version == 6 else str(literal)
+    else:
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise InvalidSpec("The repository URL's host is not a valid host name.") from None
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    path = re.sub(r"/{2,}", "/", urllib.parse.unquote(parts.path)).rstrip("/")
+    if path.endswith(".git"):
+        path = path[: -len(".git")]
+    return f"https://{host}{path}"
+
+
+def limit_data_segment(limit: int) -> None:
+    """Cap the calling process's data segment at ``limit`` bytes (run in a child before exec)."""
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+async def read_capped(
+    stream: asyncio.StreamReader, cap: int, drain: bool = False
+) -> tuple[bytes, bool]:
+    """Up to ``cap`` bytes of ``stream`` and whether it had more.
+
+    Past the cap it stops at once, or with ``drain`` reads the rest to the end
+    and drops it (so that the writer never blocks on a full pipe).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(64 * 1024):
+        if size + len(chunk) > cap:
+            chunks.append(chunk[: cap - size])
+            while drain and await stream.read(64 * 1024):
+                pass
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
 
 
 def choose_ref(listing: str, ref: str) -> str | None:
@@ -47,8 +115,30 @@ class GitRepoProvider(RepoProvider):
         help="""URL schemes accepted for ``git`` specs. Default ``["https", "git"]``.
 
         Add ``"http"`` for plain-http servers, or ``"file"`` to build from paths on
-        the service's machine (never on a shared service). Remote helpers such
-        as ``ext::`` are always refused.
+        the service's machine (never on a shared service). ``ssh`` (which would
+        use the service's own keys) and remote helpers such as ``ext::`` are
+        always refused.
+        """,
+    ).tag(config=True)
+
+    @validate("allowed_schemes")
+    def _valid_schemes(self, proposal: dict) -> list[str]:
+        schemes = [s.lower() for s in proposal["value"]]
+        unknown = sorted(set(schemes) - KNOWN_SCHEMES)
+        if unknown:
+            raise ValueError(
+                f"GitRepoProvider.allowed_schemes: {', '.join(unknown)} cannot be allowed; "
+                f"choose from {', '.join(sorted(KNOWN_SCHEMES))}"
+            )
+        return schemes
+
+    max_ref_listing_bytes = Int(
+        1024 * 1024,
+        help="""The most output of ``git ls-remote`` read when resolving a ref, in bytes.
+
+        Only refs whose names end in the requested ref are listed; a server that
+        advertises more than this is refused with a clear error (the service's
+        memory stays bounded). Default 1048576 (1 MiB). Example: ``4 * 1024 * 1024``.
         """,
     ).tag(config=True)
 
@@ -68,6 +158,17 @@ class GitRepoProvider(RepoProvider):
         """,
     ).tag(config=True)
 
+    ls_remote_memory_limit = Int(
+        256 * 1024 * 1024,
+        help="""Memory (bytes of data segment, RLIMIT_DATA) a ``git ls-remote`` may use.
+
+        git reads a server's whole list of refs before filtering it; a server
+        advertising millions of refs would otherwise make it grow without
+        bound. A listing that does not fit is refused like one over
+        ``max_ref_listing_bytes``. Default 268435456 (256 MiB); 0 for no limit.
+        """,
+    ).tag(config=True)
+
     @validate("credentials_by_host")
     def _valid_credentials(self, proposal: dict) -> dict[str, dict[str, str]]:
         credentials = {}
@@ -79,7 +180,7 @@ class GitRepoProvider(RepoProvider):
         return credentials
 
     def canonical_spec(self, repo: RepoSpec) -> str:
-        return f"{urllib.parse.quote(repo.repo_url, safe='')}/{repo.ref}"
+        return f"{urllib.parse.quote(canonical_url(repo.repo_url), safe='')}/{repo.ref}"
 
     def git_credentials(self, repo: RepoSpec) -> str | None:
         parts = urllib.parse.urlsplit(repo.repo_url)
@@ -108,6 +209,7 @@ class GitRepoProvider(RepoProvider):
                 "configures credentials for private repositories."
             )
         ref = check_ref(urllib.parse.unquote(escaped_ref))
+        canonical_url(url)  # refuses hosts that are not host names
         slug = redact_url(url).split("://", 1)[1].rstrip("/")
         if slug.endswith(".git"):
             slug = slug[: -len(".git")]
@@ -141,8 +243,16 @@ class GitRepoProvider(RepoProvider):
                 text = text.replace(entry["password"], "***")
         return text
 
+    async def _pinning(self, repo: RepoSpec) -> list[str]:
+        """Check the host (``file:`` has none) and return git options that keep git to it."""
+        if urllib.parse.urlsplit(repo.repo_url).scheme.lower() == "file":
+            return []
+        return await git_network_options(repo.repo_url, self.denied)
+
     async def _ls_remote(self, repo: RepoSpec) -> str:
         url = repo.repo_url
+        shown_url = redact_url(url)
+        pinning = await self._pinning(repo)
         # Only the allowed transports may run, whatever git's own defaults are.
         protocol_config = ["-c", "protocol.allow=never"]
         for scheme in sorted(set(self.allowed_schemes)):
@@ -150,6 +260,7 @@ class GitRepoProvider(RepoProvider):
         proc = await asyncio.create_subprocess_exec(
             self.git_executable,
             *protocol_config,
+            *pinning,
             "ls-remote",
             "--",
             url,
@@ -160,18 +271,49 @@ class GitRepoProvider(RepoProvider):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self._git_env(repo),
+            preexec_fn=(
+                functools.partial(limit_data_segment, self.ls_remote_memory_limit)
+                if self.ls_remote_memory_limit > 0
+                else None
+            ),
         )
-        shown_url = redact_url(url)
+        assert proc.stdout is not None and proc.stderr is not None
+        out_task = asyncio.ensure_future(read_capped(proc.stdout, self.max_ref_listing_bytes))
+        err_task = asyncio.ensure_future(read_capped(proc.stderr, MAX_STDERR_BYTES, drain=True))
         try:
             async with asyncio.timeout(self.resolve_timeout):
-                out, err = await proc.communicate()
+                out, too_much = await out_task
+                if too_much:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    # What the killed git left in the pipe, dropped (asyncio needs its end).
+                    while await proc.stdout.read(64 * 1024):
+                        pass
+                err, _ = await err_task
+                await proc.wait()
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
             raise UpstreamError(
                 f"{shown_url} did not answer within {self.resolve_timeout:g} seconds; "
                 "try again later."
             ) from None
+        finally:
+            for task in (out_task, err_task):
+                task.cancel()
+        if proc.returncode != 0 and b"Out of memory" in err:
+            too_much = True
+        if too_much:
+            self.log.warning(
+                "git ls-remote %s listed more refs than %d bytes or its memory limit hold",
+                shown_url,
+                self.max_ref_listing_bytes,
+            )
+            raise UpstreamError(
+                f"{shown_url} lists too many refs named {repo.ref!r} to be resolved; "
+                "ask for a full branch name (refs/heads/...) or a commit sha."
+            )
         if proc.returncode != 0:
             self.log.warning(
                 "git ls-remote %s failed with exit code %s: %s",

@@ -7,14 +7,15 @@ import re
 import time
 import urllib.parse
 from datetime import UTC, datetime
+from typing import Any
 
 from tornado.httpclient import HTTPResponse
-from traitlets import Int, Unicode, default
+from traitlets import Int, List, Unicode, default, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
 from .base import RepoSpec
 from .cache import ResolutionCache
-from .credentials import credential_env_value
+from .credentials import check_patterns, clone_opted_in, credential_env_value
 from .http import HTTPRepoProvider, host_of, join_url
 from .validation import FULL_SHA, check_ref, check_text
 
@@ -94,14 +95,30 @@ class GitHubRepoProvider(HTTPRepoProvider):
     ).tag(config=True)
 
     access_token = Unicode(
-        help="""Token for GitHub's API and for cloning private repositories.
+        help="""Token for GitHub's API, sent as ``Authorization: token ...``.
 
-        A personal access token or an app installation token, sent as
-        ``Authorization: token ...`` and given to repo2docker's git through
-        ``GIT_CREDENTIAL_ENV``. Raises the API rate limit from 60 to 5000 requests
-        an hour. Default: the ``GITHUB_ACCESS_TOKEN`` environment variable, or none.
+        A personal access token or an app installation token; raises the API
+        rate limit from 60 to 5000 requests an hour. It is used for clones only
+        of the repositories ``clone_with_token`` names. Default: the
+        ``GITHUB_ACCESS_TOKEN`` environment variable, or none.
         """,
     ).tag(config=True)
+
+    clone_with_token = List(
+        Unicode(),
+        help="""Repositories whose clones also get ``access_token`` as their git credential.
+
+        Regular expressions matched against the whole ``owner/repo`` (for gists
+        ``user/gist id``), case-insensitive. Every builder can build, and so
+        read, each private repository named here that the token can see.
+        Default: none, the token serves API calls only. Example:
+        ``["my-org/private-.*"]``.
+        """,
+    ).tag(config=True)
+
+    @validate("clone_with_token")
+    def _valid_clone_with_token(self, proposal: Any) -> list[str]:
+        return check_patterns(proposal["value"], "clone_with_token")
 
     @default("access_token")
     def _access_token_default(self) -> str:
@@ -135,7 +152,8 @@ class GitHubRepoProvider(HTTPRepoProvider):
         return f"{owner}/{name}/{repo.ref}"
 
     def git_credentials(self, repo: RepoSpec) -> str | None:
-        if not self.access_token:
+        identity = repo.slug.split("/", 1)[1]
+        if not self.access_token or not clone_opted_in(self.clone_with_token, identity):
             return None
         return credential_env_value("x-access-token", self.access_token)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
+from typing import Any
 
-from traitlets import Unicode, default
+from traitlets import List, Unicode, default, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
 from .base import RepoSpec
-from .credentials import credential_env_value
+from .credentials import check_patterns, clone_opted_in, credential_env_value
 from .github import rate_limit_error
 from .http import HTTPRepoProvider, join_url
 from .validation import FULL_SHA, check_ref, check_text
@@ -66,13 +67,29 @@ class GitLabRepoProvider(HTTPRepoProvider):
         return f"https://{self.hostname}"
 
     private_token = Unicode(
-        help="""GitLab access token (personal, group or project) for the API and for cloning.
+        help="""GitLab access token (personal, group or project) for the API.
 
-        Sent as the ``PRIVATE-TOKEN`` header and given to repo2docker's git through
-        ``GIT_CREDENTIAL_ENV``. Default: the ``GITLAB_PRIVATE_TOKEN`` environment
-        variable, or none.
+        Sent as the ``PRIVATE-TOKEN`` header; used for clones only of the
+        projects ``clone_with_token`` names. Default: the
+        ``GITLAB_PRIVATE_TOKEN`` environment variable, or none.
         """,
     ).tag(config=True)
+
+    clone_with_token = List(
+        Unicode(),
+        help="""Projects whose clones also get ``private_token`` as their git credential.
+
+        Regular expressions matched against the whole project path
+        (``group/subgroup/project``), case-insensitive. Every builder can
+        build, and so read, each private project named here that the token can
+        see. Default: none, the token serves API calls only. Example:
+        ``["my-group/.*"]``.
+        """,
+    ).tag(config=True)
+
+    @validate("clone_with_token")
+    def _valid_clone_with_token(self, proposal: Any) -> list[str]:
+        return check_patterns(proposal["value"], "clone_with_token")
 
     @default("private_token")
     def _private_token_default(self) -> str:
@@ -110,7 +127,9 @@ class GitLabRepoProvider(HTTPRepoProvider):
         return f"{urllib.parse.quote(self._namespace(repo), safe='')}/{repo.ref}"
 
     def git_credentials(self, repo: RepoSpec) -> str | None:
-        if not self.private_token:
+        if not self.private_token or not clone_opted_in(
+            self.clone_with_token, self._namespace(repo)
+        ):
             return None
         return credential_env_value("oauth2", self.private_token)
 

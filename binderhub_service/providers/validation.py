@@ -49,7 +49,13 @@ def check_repo_url(url: str, allowed_schemes: Iterable[str]) -> str:
     if "::" in url.split("/", 1)[0]:
         raise InvalidSpec("Git remote helpers such as 'ext::' are not allowed in repository URLs.")
     allowed = sorted({s.lower() for s in allowed_schemes})
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 (raises for a port out of range)
+    except ValueError:
+        raise InvalidSpec(
+            "The repository URL is not valid: its host or port cannot be read."
+        ) from None
     scheme = parsed.scheme.lower()
     if not scheme or "://" not in url:
         raise InvalidSpec(

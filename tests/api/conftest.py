@@ -22,6 +22,7 @@ from tornado.testing import bind_unused_port
 from binderhub_service.app import BinderHubService
 from binderhub_service.auth import Identity
 from binderhub_service.handlers.base import BaseHandler
+from tests.conftest import LOOPBACK_NETWORKS
 from tests.fakes import FakeExecutor
 
 
@@ -104,6 +105,7 @@ def make_service(db_url: str, tmp_path: Path, *config_lines: str) -> BinderHubSe
                 f"c.BinderHubService.db_url = {db_url!r}",
                 f"c.BinderHubService.data_dir = {str(tmp_path / 'data')!r}",
                 "c.BuildRecorder.flush_interval = 0.05",
+                LOOPBACK_NETWORKS,
                 *config_lines,
             ]
         )

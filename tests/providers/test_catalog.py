@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -10,7 +11,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from binderhub_service.errors import Forbidden, UnknownProvider
+from binderhub_service.errors import Forbidden, InvalidSpec, UnknownProvider
 from binderhub_service.handlers.repoproviders import RepoProvidersHandler
 from binderhub_service.providers import (
     GitHubRepoProvider,
@@ -22,7 +23,7 @@ ALL = {"gh", "gist", "git", "gl", "zenodo", "figshare", "hydroshare", "dataverse
 
 
 def test_default_providers():
-    catalog = RepoProviderCatalog()
+    catalog = RepoProviderCatalog(denied_networks=[])
     assert set(catalog.providers) == ALL
     provider, repo = catalog.parse("gh", "org/repo/main")
     assert isinstance(provider, GitHubRepoProvider)
@@ -30,14 +31,16 @@ def test_default_providers():
 
 
 def test_disabled_provider():
-    catalog = RepoProviderCatalog(provider_classes={"git": GitRepoProvider})
+    catalog = RepoProviderCatalog(denied_networks=[], provider_classes={"git": GitRepoProvider})
     with pytest.raises(UnknownProvider, match="knows: git"):
         catalog.get("gh")
 
 
 async def test_banned_spec_refused_before_any_upstream_call(upstream):
     catalog = RepoProviderCatalog(
-        banned_specs=["^gh/evil-org/.*"], banned_spec_message="Not here: see our policy."
+        denied_networks=[],
+        banned_specs=["^gh/evil-org/.*"],
+        banned_spec_message="Not here: see our policy.",
     )
     catalog.get("gh").api_url = upstream.url
     for spec in ("evil-org/repo/main", "EVIL-ORG/repo/main", "Evil-Org/repo.git/HEAD"):
@@ -49,7 +52,9 @@ async def test_banned_spec_refused_before_any_upstream_call(upstream):
 
 
 def test_ban_matches_canonical_form():
-    catalog = RepoProviderCatalog(banned_specs=[r"git/https%3A%2F%2Fbad\.example\.org%2F"])
+    catalog = RepoProviderCatalog(
+        denied_networks=[], banned_specs=[r"git/https%3A%2F%2Fbad\.example\.org%2F"]
+    )
     with pytest.raises(Forbidden):
         # Escaped differently from the pattern, still the same URL.
         catalog.parse("git", "https:%2F%2Fbad.example.org%2Frepo.git/main")
@@ -57,7 +62,9 @@ def test_ban_matches_canonical_form():
 
 def test_allowed_specs():
     catalog = RepoProviderCatalog(
-        allowed_specs=["gh/my-org/", "zenodo/"], banned_specs=["gh/my-org/secret"]
+        denied_networks=[],
+        allowed_specs=["gh/my-org/", "zenodo/"],
+        banned_specs=["gh/my-org/secret"],
     )
     catalog.parse("gh", "My-Org/repo/main")
     catalog.parse("zenodo", "10.5281/zenodo.1")
@@ -69,17 +76,18 @@ def test_allowed_specs():
 
 def test_bad_pattern_is_a_config_error():
     with pytest.raises(ValueError, match="not a regular expression"):
-        RepoProviderCatalog(banned_specs=["("])
+        RepoProviderCatalog(denied_networks=[], banned_specs=["("])
     with pytest.raises(ValueError, match="pattern"):
-        RepoProviderCatalog(spec_config=[{"config": {}}])
+        RepoProviderCatalog(denied_networks=[], spec_config=[{"config": {}}])
 
 
 def test_spec_options():
     catalog = RepoProviderCatalog(
+        denied_networks=[],
         spec_config=[
             {"pattern": "gh/my-org/.*", "config": {"quota": 10, "priority": 1}},
             {"pattern": "gh/my-org/big/", "config": {"quota": 100}},
-        ]
+        ],
     )
     assert catalog.spec_options("gh", "my-org/big/main") == {"quota": 100, "priority": 1}
     assert catalog.spec_options("gh", "MY-ORG/small/main") == {"quota": 10, "priority": 1}
@@ -88,7 +96,9 @@ def test_spec_options():
 
 def test_custom_prefix_matches_policy_by_requested_prefix():
     catalog = RepoProviderCatalog(
-        provider_classes={"github": GitHubRepoProvider}, banned_specs=["github/bad/"]
+        denied_networks=[],
+        provider_classes={"github": GitHubRepoProvider},
+        banned_specs=["github/bad/"],
     )
     with pytest.raises(Forbidden):
         catalog.parse("github", "bad/repo/main")
@@ -96,7 +106,7 @@ def test_custom_prefix_matches_policy_by_requested_prefix():
 
 async def test_repoproviders_handler():
     catalog = RepoProviderCatalog(
-        provider_classes={"gh": GitHubRepoProvider, "git": GitRepoProvider}
+        denied_networks=[], provider_classes={"gh": GitHubRepoProvider, "git": GitRepoProvider}
     )
     app = Application([(r"/api/repoproviders", RepoProvidersHandler, {"catalog": catalog})])
     sockets = bind_sockets(0, "127.0.0.1")
@@ -120,9 +130,69 @@ async def test_repoproviders_handler():
 
 
 def test_describe_data_providers():
-    listing = {p["id"]: p for p in RepoProviderCatalog().describe()}
+    listing = {p["id"]: p for p in RepoProviderCatalog(denied_networks=[]).describe()}
     assert set(listing) == ALL
     assert listing["zenodo"]["ref"] == {"enabled": False}
     assert listing["ckan"]["repo"]["urlEncode"] is True
     for entry in listing.values():
         assert entry["displayName"] and entry["repo"]["label"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bad.example.org/team/repo.git",
+        "https://bad.example.org:443/team/repo.git",
+        "https://bad.example.org//team//repo.git",
+        "https://bad.example.org./team/repo.git",
+        "https://someone@bad.example.org/team/repo.git",
+        "HTTPS://BAD.EXAMPLE.ORG/team/repo.git",
+        "https://BAD.example.org/team/repo/",
+        "git://bad.example.org/team/repo.git",
+        "git://bad.example.org:9418/team/repo",
+        "http://bad.example.org:80/team/repo.git",
+        "https://bad.example.org/%74eam/repo.git",
+    ],
+)
+def test_ban_list_bypass_spellings_are_banned(url):
+    catalog = RepoProviderCatalog(banned_specs=[r"git/https%3A%2F%2Fbad\.example\.org%2F"])
+    catalog.get("git").allowed_schemes = ["https", "http", "git"]
+    with pytest.raises(Forbidden):
+        catalog.parse("git", urllib.parse.quote(url, safe="") + "/main")
+    catalog.parse("git", urllib.parse.quote("https://good.example.org/r.git", safe="") + "/main")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://good.example.org@evil.example.org/team/repo.git",
+        "https://good.example.org%2F@evil.example.org/team/repo.git",
+        "https://evil.example.org/good.example.org/repo.git",
+    ],
+)
+def test_allow_list_matches_the_repository_not_its_spelling(url):
+    catalog = RepoProviderCatalog(allowed_specs=[r"git/https%3A%2F%2Fgood\.example\.org%2F"])
+    with pytest.raises(Forbidden):
+        catalog.parse("git", urllib.parse.quote(url, safe="") + "/main")
+    catalog.parse("git", urllib.parse.quote("git://good.example.org/r.git", safe="") + "/main")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "url"),
+    [
+        ("git", "https://example.org:99999/repo.git"),
+        ("git", "https://example.org:-1/repo.git"),
+        ("git", "https://exa\uff03mple.org/repo.git"),
+        ("git", "https://exa\u2100mple.org/repo.git"),
+        ("git", "https://[::1/repo.git"),
+        ("ckan", "https://ckan.example.org:70000/dataset/x"),
+        ("ckan", "https://ckan\uff0fexample.org/dataset/x"),
+    ],
+)
+def test_unreadable_hosts_and_ports_are_invalid_specs(prefix, url):
+    catalog = RepoProviderCatalog()
+    escaped = urllib.parse.quote(url, safe="")
+    spec = escaped + "/main" if prefix == "git" else escaped
+    with pytest.raises(InvalidSpec) as info:
+        catalog.parse(prefix, spec)
+    assert info.value.status_code == 400

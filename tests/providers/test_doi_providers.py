@@ -26,7 +26,7 @@ def redirect(location):
     "spec", ["10.5281/zenodo.3242074", "doi:10.5281/zenodo.1", "https://doi.org/10.7910/DVN/TJCLKP"]
 )
 def test_doi_parse(spec):
-    repo = ZenodoRepoProvider().parse(spec)
+    repo = ZenodoRepoProvider(denied_networks=[]).parse(spec)
     assert repo.repo_url.startswith("10.")
     assert repo.slug == f"doi.org/{repo.repo_url.lower()}"
 
@@ -45,11 +45,13 @@ def test_doi_parse(spec):
 )
 def test_doi_parse_refuses(spec):
     with pytest.raises(InvalidSpec):
-        ZenodoRepoProvider().parse(spec)
+        ZenodoRepoProvider(denied_networks=[]).parse(spec)
 
 
 async def test_zenodo_concept_doi(upstream):
-    provider = ZenodoRepoProvider(doi_resolver_url=upstream.url + "/doi/", url=upstream.url)
+    provider = ZenodoRepoProvider(
+        denied_networks=[], doi_resolver_url=upstream.url + "/doi/", url=upstream.url
+    )
     upstream.routes["/doi/10.5281/zenodo.100"] = redirect(f"{upstream.url}/doi/zenodo-100")
     upstream.routes["/doi/zenodo-100"] = redirect("/records/123")
     upstream.routes["/api/records/123"] = (200, {}, {"id": 123})
@@ -60,10 +62,14 @@ async def test_zenodo_concept_doi(upstream):
 
 
 async def test_zenodo_unknown_doi_and_other_site(upstream):
-    provider = ZenodoRepoProvider(doi_resolver_url=upstream.url + "/doi/", url=upstream.url)
+    provider = ZenodoRepoProvider(
+        denied_networks=[], doi_resolver_url=upstream.url + "/doi/", url=upstream.url
+    )
     with pytest.raises(RefNotFound, match="not registered"):
         await provider.resolve_ref(provider.parse("10.5281/zenodo.9"))
-    other = ZenodoRepoProvider(doi_resolver_url=upstream.url + "/doi/", url="https://zenodo.org")
+    other = ZenodoRepoProvider(
+        denied_networks=[], doi_resolver_url=upstream.url + "/doi/", url="https://zenodo.org"
+    )
     upstream.routes["/doi/10.1234/y"] = (200, {}, "<html></html>")
     with pytest.raises(InvalidSpec, match="not to a Zenodo DOI record"):
         await other.resolve_ref(other.parse("10.1234/y"))
@@ -71,7 +77,10 @@ async def test_zenodo_unknown_doi_and_other_site(upstream):
 
 async def test_figshare_versioned_and_unversioned(upstream):
     provider = FigshareRepoProvider(
-        doi_resolver_url=upstream.url + "/doi/", url=upstream.url, api_url=upstream.url + "/v2"
+        denied_networks=[],
+        doi_resolver_url=upstream.url + "/doi/",
+        url=upstream.url,
+        api_url=upstream.url + "/v2",
     )
     upstream.routes["/doi/10.6084/m9.figshare.9782777.v2"] = redirect(
         "/articles/dataset/Some_title/9782777/2"
@@ -96,7 +105,7 @@ async def test_figshare_versioned_and_unversioned(upstream):
 
 
 async def test_dataverse(upstream):
-    provider = DataverseRepoProvider(doi_resolver_url=upstream.url + "/doi/")
+    provider = DataverseRepoProvider(denied_networks=[], doi_resolver_url=upstream.url + "/doi/")
     upstream.routes["/doi/10.7910/DVN/TJCLKP"] = redirect(
         "/citation?persistentId=doi:10.7910/DVN/TJCLKP"
     )
@@ -119,7 +128,9 @@ async def test_dataverse(upstream):
     upstream.routes["/api/datasets/:persistentId"] = dataset
     assert await provider.resolve_ref(provider.parse("10.7910/DVN/TJCLKP")) == "3035124.v3.1"
     limited = DataverseRepoProvider(
-        doi_resolver_url=upstream.url + "/doi/", allowed_hosts=["dataverse.harvard.edu"]
+        denied_networks=[],
+        doi_resolver_url=upstream.url + "/doi/",
+        allowed_hosts=["dataverse.harvard.edu"],
     )
     with pytest.raises(InvalidSpec, match="not a Dataverse installation"):
         await limited.resolve_ref(limited.parse("10.7910/DVN/TJCLKP"))
@@ -135,18 +146,18 @@ async def test_dataverse(upstream):
     ],
 )
 def test_hydroshare_parse(spec):
-    repo = HydroShareRepoProvider().parse(spec)
+    repo = HydroShareRepoProvider(denied_networks=[]).parse(spec)
     assert repo.repo_url == f"https://www.hydroshare.org/resource/{RESOURCE}"
 
 
 @pytest.mark.parametrize("spec", ["abc", RESOURCE + "0", "-" + RESOURCE, "https://x/resource/zz"])
 def test_hydroshare_parse_refuses(spec):
     with pytest.raises(InvalidSpec):
-        HydroShareRepoProvider().parse(spec)
+        HydroShareRepoProvider(denied_networks=[]).parse(spec)
 
 
 async def test_hydroshare_resolve(upstream):
-    provider = HydroShareRepoProvider(url=upstream.url)
+    provider = HydroShareRepoProvider(denied_networks=[], url=upstream.url)
     upstream.routes[f"/hsapi/resource/{RESOURCE}/scimeta/elements/"] = (
         200,
         {},
@@ -169,7 +180,7 @@ def ckan_escaped(url):
 
 
 async def test_ckan_current_and_activity(upstream):
-    provider = CKANRepoProvider(allowed_schemes=["http", "https"])
+    provider = CKANRepoProvider(denied_networks=[], allowed_schemes=["http", "https"])
     upstream.routes["/site/api/3/action/package_show"] = (
         200,
         {},
@@ -215,11 +226,13 @@ async def test_ckan_current_and_activity(upstream):
 )
 def test_ckan_parse_refuses(url):
     with pytest.raises(InvalidSpec):
-        CKANRepoProvider().parse(ckan_escaped(url))
+        CKANRepoProvider(denied_networks=[]).parse(ckan_escaped(url))
 
 
 async def test_data_providers_down_and_slow(upstream, closed_port_url):
-    down = ZenodoRepoProvider(doi_resolver_url=closed_port_url + "/", resolve_timeout=2)
+    down = ZenodoRepoProvider(
+        denied_networks=[], doi_resolver_url=closed_port_url + "/", resolve_timeout=2
+    )
     with pytest.raises(UpstreamError, match=r"Could not connect to 127\.0\.0\.1"):
         await down.resolve_ref(down.parse("10.5281/zenodo.1"))
 
@@ -227,13 +240,15 @@ async def test_data_providers_down_and_slow(upstream, closed_port_url):
         await upstream.hang.wait()
 
     upstream.routes["/hsapi/resource/" + RESOURCE + "/scimeta/elements/"] = slow
-    provider = HydroShareRepoProvider(url=upstream.url, resolve_timeout=0.2)
+    provider = HydroShareRepoProvider(denied_networks=[], url=upstream.url, resolve_timeout=0.2)
     with pytest.raises(UpstreamError, match=r"did not answer within 0\.2 seconds"):
         await provider.resolve_ref(provider.parse(RESOURCE))
 
 
 async def test_versioned_dois_are_resolved_once(upstream):
-    zenodo = ZenodoRepoProvider(doi_resolver_url=upstream.url + "/doi/", url=upstream.url)
+    zenodo = ZenodoRepoProvider(
+        denied_networks=[], doi_resolver_url=upstream.url + "/doi/", url=upstream.url
+    )
     upstream.routes["/doi/10.5281/zenodo.123"] = redirect("/records/123")
     upstream.routes["/doi/10.5281/zenodo.100"] = redirect("/records/123")
     upstream.routes["/api/records/123"] = (200, {}, {"id": 123})
@@ -246,7 +261,10 @@ async def test_versioned_dois_are_resolved_once(upstream):
     assert len(upstream.requests) == 6
 
     figshare = FigshareRepoProvider(
-        doi_resolver_url=upstream.url + "/doi/", url=upstream.url, api_url=upstream.url + "/v2"
+        denied_networks=[],
+        doi_resolver_url=upstream.url + "/doi/",
+        url=upstream.url,
+        api_url=upstream.url + "/v2",
     )
     upstream.routes["/doi/10.6084/m9.figshare.5.v1"] = redirect("/articles/dataset/t/5/1")
     upstream.routes["/v2/articles/5/versions/1"] = (200, {}, {"id": 5})
@@ -258,17 +276,17 @@ async def test_versioned_dois_are_resolved_once(upstream):
 
 def test_builds_fetch_the_resolved_version():
     """repo2docker is given the exact record version resolved, and recognises it offline."""
-    zenodo = ZenodoRepoProvider()
+    zenodo = ZenodoRepoProvider(denied_networks=[])
     zenodo_url = zenodo.build_url(zenodo.parse("10.5281/zenodo.3242073"), "3242074")
     assert zenodo_url == "https://zenodo.org/records/3242074"
     assert Zenodo().detect(zenodo_url)["record"] == "3242074"
 
-    figshare = FigshareRepoProvider()
+    figshare = FigshareRepoProvider(denied_networks=[])
     figshare_url = figshare.build_url(figshare.parse("10.6084/m9.figshare.9782777"), "9782777.v3")
     assert figshare_url == "https://figshare.com/articles/_/9782777/3"
     detected = Figshare().detect(figshare_url)
     assert (detected["article"], detected["version"]) == ("9782777", "3")
 
-    git = GitRepoProvider()
+    git = GitRepoProvider(denied_networks=[])
     repo = git.parse("https%3A%2F%2Fexample.org%2Frepo.git/main")
     assert git.build_url(repo, "a" * 40) == "https://example.org/repo.git"

@@ -23,13 +23,13 @@ def spec(url, ref):
     [("main", "main"), ("v1", "v1"), ("feature/x", "feature/x"), ("HEAD", "main")],
 )
 async def test_resolve_against_git_daemon(git_server, ref, commit):
-    provider = GitRepoProvider(resolve_timeout=10)
+    provider = GitRepoProvider(denied_networks=[], resolve_timeout=10)
     repo = provider.parse(spec(git_server.url, ref))
     assert await provider.resolve_ref(repo) == git_server.commits[commit]
 
 
 async def test_missing_ref(git_server):
-    provider = GitRepoProvider(resolve_timeout=10)
+    provider = GitRepoProvider(denied_networks=[], resolve_timeout=10)
     with pytest.raises(RefNotFound, match="nope"):
         await provider.resolve_ref(provider.parse(spec(git_server.url, "nope")))
 
@@ -46,14 +46,14 @@ async def test_missing_ref(git_server):
 )
 def test_parse_refuses(url):
     with pytest.raises(InvalidSpec):
-        GitRepoProvider().parse(spec(url, "main"))
+        GitRepoProvider(denied_networks=[]).parse(spec(url, "main"))
 
 
 CREDENTIALS = {"git.example.org": {"username": "builder", "password": "pl4nted-s3cret"}}
 
 
 def test_git_credentials_by_host():
-    provider = GitRepoProvider(credentials_by_host=CREDENTIALS)
+    provider = GitRepoProvider(denied_networks=[], credentials_by_host=CREDENTIALS)
     https = provider.parse(spec("https://git.example.org/team/repo.git", "main"))
     assert provider.git_credentials(https) == "username=builder\\npassword=pl4nted-s3cret"
     other = provider.parse(spec("https://git.other.org/team/repo.git", "main"))
@@ -64,7 +64,9 @@ def test_git_credentials_by_host():
 
 def test_credentials_refuse_unsafe_values():
     with pytest.raises(ValueError, match="whitespace"):
-        GitRepoProvider(credentials_by_host={"h": {"username": "u", "password": "a b"}})
+        GitRepoProvider(
+            denied_networks=[], credentials_by_host={"h": {"username": "u", "password": "a b"}}
+        )
 
 
 def test_credential_helper_answers_git(tmp_path):
@@ -106,7 +108,9 @@ async def test_ls_remote_gets_credentials_only_through_the_environment(tmp_path)
         f"printf '{'f' * 40}\\trefs/heads/main\\n'\n"
     )
     fake_git.chmod(fake_git.stat().st_mode | stat.S_IEXEC)
-    provider = GitRepoProvider(credentials_by_host=CREDENTIALS, git_executable=str(fake_git))
+    provider = GitRepoProvider(
+        denied_networks=[], credentials_by_host=CREDENTIALS, git_executable=str(fake_git)
+    )
     repo = provider.parse(spec("https://git.example.org/team/repo.git", "main"))
     assert await provider.resolve_ref(repo) == "f" * 40
     args = (tmp_path / "record.args").read_text()

@@ -15,7 +15,7 @@ SHA2 = "b" * 40
 
 @pytest.fixture
 def provider(upstream):
-    return GitHubRepoProvider(api_url=upstream.url, resolve_timeout=2)
+    return GitHubRepoProvider(denied_networks=[], api_url=upstream.url, resolve_timeout=2)
 
 
 @pytest.mark.parametrize(
@@ -32,12 +32,12 @@ def provider(upstream):
     ],
 )
 def test_parse(spec, url, ref, slug):
-    repo = GitHubRepoProvider().parse(spec)
+    repo = GitHubRepoProvider(denied_networks=[]).parse(spec)
     assert (repo.repo_url, repo.ref, repo.slug, repo.provider) == (url, ref, slug, "gh")
 
 
 def test_parse_uses_clone_url_base():
-    provider = GitHubRepoProvider(clone_url_base="https://ghe.example.org/")
+    provider = GitHubRepoProvider(denied_networks=[], clone_url_base="https://ghe.example.org/")
     repo = provider.parse("org/repo/main")
     assert repo.repo_url == "https://ghe.example.org/org/repo"
     assert repo.slug == "ghe.example.org/org/repo"
@@ -66,12 +66,12 @@ def test_parse_uses_clone_url_base():
 )
 def test_parse_refuses(spec):
     with pytest.raises(InvalidSpec):
-        GitHubRepoProvider().parse(spec)
+        GitHubRepoProvider(denied_networks=[]).parse(spec)
 
 
 def test_parse_suggests_head():
     with pytest.raises(InvalidSpec, match='"org/repo/HEAD"'):
-        GitHubRepoProvider().parse("org/repo")
+        GitHubRepoProvider(denied_networks=[]).parse("org/repo")
 
 
 async def test_full_sha_needs_no_call(provider, upstream):
@@ -103,7 +103,7 @@ async def test_resolve_branch_with_etag(provider, upstream):
 
 
 async def test_access_token_header(upstream):
-    provider = GitHubRepoProvider(api_url=upstream.url, access_token="tok")
+    provider = GitHubRepoProvider(denied_networks=[], api_url=upstream.url, access_token="tok")
     upstream.routes["/repos/org/repo/commits/main"] = (200, {}, {"sha": SHA})
     await provider.resolve_ref(provider.parse("org/repo/main"))
     assert upstream.requests[0].headers["Authorization"] == "token tok"
@@ -154,7 +154,7 @@ async def test_answer_without_sha(provider, upstream):
 
 
 async def test_upstream_down(closed_port_url):
-    provider = GitHubRepoProvider(api_url=closed_port_url, resolve_timeout=2)
+    provider = GitHubRepoProvider(denied_networks=[], api_url=closed_port_url, resolve_timeout=2)
     host = closed_port_url.split("://")[1]
     with pytest.raises(UpstreamError, match=f"connect to {host}.*Try again later"):
         await provider.resolve_ref(provider.parse("org/repo/main"))
@@ -165,15 +165,21 @@ async def test_upstream_slow(upstream):
         await upstream.hang.wait()
 
     upstream.routes["/repos/org/repo/commits/main"] = slow
-    provider = GitHubRepoProvider(api_url=upstream.url, resolve_timeout=0.2)
+    provider = GitHubRepoProvider(denied_networks=[], api_url=upstream.url, resolve_timeout=0.2)
     with pytest.raises(UpstreamError, match=f"{upstream.host} did not answer within 0.2 seconds"):
         await provider.resolve_ref(provider.parse("org/repo/main"))
 
 
 def test_git_credentials_and_content_providers():
     assert GitHubRepoProvider().git_credentials(GitHubRepoProvider().parse("o/r/main")) is None
+    # The API token is not a clone credential until the operator opts a repository in.
     provider = GitHubRepoProvider(access_token="tok")
-    assert provider.git_credentials(provider.parse("o/r/main")) == (
+    assert provider.git_credentials(provider.parse("o/r/main")) is None
+    provider = GitHubRepoProvider(access_token="tok", clone_with_token=["o/private-.*"])
+    assert provider.git_credentials(provider.parse("o/r/main")) is None
+    assert provider.git_credentials(provider.parse("O/Private-Repo/main")) == (
         "username=x-access-token\\npassword=tok"
     )
+    with pytest.raises(ValueError, match="not a regular expression"):
+        GitHubRepoProvider(clone_with_token=["("])
     assert provider.repo2docker_content_providers() == ["repo2docker.contentproviders.Git"]

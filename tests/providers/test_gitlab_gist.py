@@ -12,7 +12,7 @@ OLD = "d" * 40
 
 
 def test_gitlab_parse():
-    provider = GitLabRepoProvider(hostname="gitlab.example.org")
+    provider = GitLabRepoProvider(denied_networks=[], hostname="gitlab.example.org")
     repo = provider.parse("group%2Fsub%2Fproject.git/feature%2Fx")
     assert repo.repo_url == "https://gitlab.example.org/group/sub/project.git"
     assert repo.ref == "feature/x"
@@ -36,11 +36,13 @@ def test_gitlab_parse():
 )
 def test_gitlab_parse_refuses(spec):
     with pytest.raises(InvalidSpec):
-        GitLabRepoProvider().parse(spec)
+        GitLabRepoProvider(denied_networks=[]).parse(spec)
 
 
 async def test_gitlab_resolve(upstream):
-    provider = GitLabRepoProvider(api_url=upstream.url + "/api/v4", private_token="glpat")
+    provider = GitLabRepoProvider(
+        denied_networks=[], api_url=upstream.url + "/api/v4", private_token="glpat"
+    )
     upstream.routes["/api/v4/projects/group%2Fproject/repository/commits/feature%2Fx"] = (
         200,
         {},
@@ -50,14 +52,19 @@ async def test_gitlab_resolve(upstream):
     assert await provider.resolve_ref(repo) == SHA
     assert upstream.requests[0].headers["PRIVATE-TOKEN"] == "glpat"
     assert "glpat" not in upstream.requests[0].uri
+    # The API token is not a clone credential unless the project is opted in.
+    assert provider.git_credentials(repo) is None
+    provider.clone_with_token = ["group/.*"]
     assert provider.git_credentials(repo) == "username=oauth2\\npassword=glpat"
+    provider.clone_with_token = ["group"]
+    assert provider.git_credentials(repo) is None
 
 
 async def test_gitlab_missing_and_down(upstream, closed_port_url):
-    provider = GitLabRepoProvider(api_url=upstream.url)
+    provider = GitLabRepoProvider(denied_networks=[], api_url=upstream.url)
     with pytest.raises(RefNotFound):
         await provider.resolve_ref(provider.parse("group%2Fproject/nope"))
-    down = GitLabRepoProvider(api_url=closed_port_url, resolve_timeout=2)
+    down = GitLabRepoProvider(denied_networks=[], api_url=closed_port_url, resolve_timeout=2)
     with pytest.raises(UpstreamError, match="Try again later"):
         await down.resolve_ref(down.parse("group%2Fproject/main"))
 
@@ -72,7 +79,7 @@ def gist_body(public=True, owner="someone"):
 
 @pytest.mark.parametrize("spec", ["someone/abc123", "someone/abc123/HEAD", "Someone/abc123/main"])
 def test_gist_parse(spec):
-    repo = GistRepoProvider().parse(spec)
+    repo = GistRepoProvider(denied_networks=[]).parse(spec)
     assert repo.repo_url == "https://gist.github.com/abc123.git"
     assert repo.slug == "gist.github.com/someone/abc123"
 
@@ -82,11 +89,11 @@ def test_gist_parse(spec):
 )
 def test_gist_parse_refuses(spec):
     with pytest.raises(InvalidSpec):
-        GistRepoProvider().parse(spec)
+        GistRepoProvider(denied_networks=[]).parse(spec)
 
 
 async def test_gist_latest_and_version(upstream):
-    provider = GistRepoProvider(api_url=upstream.url)
+    provider = GistRepoProvider(denied_networks=[], api_url=upstream.url)
     upstream.routes["/gists/abc123"] = (200, {"ETag": '"g1"'}, gist_body())
     assert await provider.resolve_ref(provider.parse("someone/abc123")) == SHA
     assert await provider.resolve_ref(provider.parse(f"someone/abc123/{OLD}")) == OLD
@@ -100,16 +107,16 @@ async def test_gist_latest_and_version(upstream):
 
 async def test_gist_secret_and_owner(upstream):
     upstream.routes["/gists/abc123"] = (200, {}, gist_body(public=False))
-    provider = GistRepoProvider(api_url=upstream.url)
+    provider = GistRepoProvider(denied_networks=[], api_url=upstream.url)
     with pytest.raises(Forbidden, match="Secret gists"):
         await provider.resolve_ref(provider.parse("someone/abc123"))
-    allowing = GistRepoProvider(api_url=upstream.url, allow_secret_gist=True)
+    allowing = GistRepoProvider(denied_networks=[], api_url=upstream.url, allow_secret_gist=True)
     assert await allowing.resolve_ref(allowing.parse("someone/abc123")) == SHA
     with pytest.raises(RefNotFound, match="does not belong"):
         await allowing.resolve_ref(allowing.parse("other/abc123"))
 
 
 async def test_gist_missing(upstream):
-    provider = GistRepoProvider(api_url=upstream.url)
+    provider = GistRepoProvider(denied_networks=[], api_url=upstream.url)
     with pytest.raises(RefNotFound):
         await provider.resolve_ref(provider.parse("someone/fff"))

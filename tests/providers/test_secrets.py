@@ -15,7 +15,7 @@ SECRET = "pl4nted-cr3dential"
 
 @pytest.fixture
 def catalog(upstream):
-    catalog = RepoProviderCatalog()
+    catalog = RepoProviderCatalog(denied_networks=[])
     github = catalog.get("gh")
     github.api_url = upstream.url
     github.access_token = SECRET

@@ -15,7 +15,9 @@ def spec(url: str, ref: str = "main") -> str:
 
 
 def test_parse_a_git_spec():
-    repo = GitRepoProvider().parse(spec("https://example.org/org/repo.git", "feature/x"))
+    repo = GitRepoProvider(denied_networks=[]).parse(
+        spec("https://example.org/org/repo.git", "feature/x")
+    )
     assert repo.repo_url == "https://example.org/org/repo.git"
     assert repo.ref == "feature/x"
     assert repo.slug == "example.org/org/repo"
@@ -44,13 +46,13 @@ def test_parse_a_git_spec():
 )
 def test_bad_specs_are_refused_with_a_reason(raw, words):
     with pytest.raises(InvalidSpec) as error:
-        GitRepoProvider().parse(raw)
+        GitRepoProvider(denied_networks=[]).parse(raw)
     assert words in error.value.message
     assert error.value.status_code == 400
 
 
 def test_file_urls_only_when_allowed():
-    provider = GitRepoProvider(allowed_schemes=["file"])
+    provider = GitRepoProvider(denied_networks=[], allowed_schemes=["file"])
     assert provider.parse(spec("file:///srv/repo")).repo_url == "file:///srv/repo"
 
 
@@ -72,14 +74,14 @@ def test_choose_ref_prefers_branches_then_peeled_tags():
 
 
 async def test_full_sha_resolves_without_asking_upstream():
-    provider = GitRepoProvider(git_executable="/nonexistent/git")
+    provider = GitRepoProvider(denied_networks=[], git_executable="/nonexistent/git")
     repo = provider.parse(spec("https://example.org/repo", SHA1))
     assert await provider.resolve_ref(repo) == SHA1
 
 
 async def test_resolution_against_a_real_git_daemon(git_server):
     url, sha = git_server.make_repo("resolve-me", {"README": "hi"})
-    provider = GitRepoProvider()
+    provider = GitRepoProvider(denied_networks=[])
     assert await provider.resolve_ref(provider.parse(spec(url, "main"))) == sha
     assert await provider.resolve_ref(provider.parse(spec(url, "HEAD"))) == sha
     with pytest.raises(RefNotFound):
