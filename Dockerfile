@@ -7,6 +7,9 @@
 #          --build-arg PACKAGE=binderhub-service
 #          from a base image that has python3 and python3-venv
 #          (.ci/build-service-image does all of this).
+# Both: put the docker CLI and its buildx plugin in ./engine-cli as
+#       usr/bin/docker and usr/libexec/docker/cli-plugins/docker-buildx (static
+#       Go programs needing only libc); build containers run repo2docker with them.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
@@ -19,6 +22,7 @@ RUN python3 -m venv /opt/binderhub-service \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/binderhub-service /opt/binderhub-service
+COPY engine-cli/ /
 RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp binderhub-service
 ENV PATH=/opt/binderhub-service/bin:$PATH \
     PYTHONUNBUFFERED=1

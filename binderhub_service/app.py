@@ -19,6 +19,7 @@ from . import __version__
 from .auth import AuthConfigError, ServiceAuth
 from .build_requests import BuildRequests
 from .builds import BuildManager
+from .errors import ServiceError
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
@@ -253,6 +254,9 @@ class BinderHubService(Application):
         if "work_dir" not in local:
             local.work_dir = os.path.join(os.path.abspath(self.data_dir), "builds")
         self.executor: BuildExecutor = self.executor_class(parent=self)
+        if isinstance(self.executor, LocalDockerExecutor):
+            # Only the push step, run by the service itself, reads the credentials.
+            self.executor.push_docker_config = self.registry.docker_config_path
 
     def init_providers(self) -> None:
         self.catalog = RepoProviderCatalog(parent=self)
@@ -359,6 +363,11 @@ class BinderHubService(Application):
 
     async def serve(self) -> None:
         """Listen until SIGTERM or SIGINT, then stop builds and close."""
+        try:
+            await self.executor.prepare()
+        except ServiceError as e:
+            self.log.critical("%s", e.message)
+            self.exit(1)
         await self.executor.recover()
         await self.start_store()
         server = HTTPServer(self.tornado_app, xheaders=True)

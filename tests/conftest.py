@@ -30,6 +30,8 @@ POSTGRES_URL = os.environ.get(
 )
 
 BASE_IMAGE = os.environ.get("BHS_TEST_BASE_IMAGE", "binderhub-service-test/base:bookworm")
+BUILD_IMAGE = os.environ.get("BHS_TEST_BUILD_IMAGE", "binderhub-service:dev")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -199,8 +201,24 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
 
 
 @pytest.fixture(scope="session")
-def r2d_config(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """repo2docker config for builds here: no network in builds, git sources only."""
+def build_image(docker_engine: None) -> str:
+    """The image build containers run: the service's image, built once per session from
+    this checkout with ``.ci/build-service-image`` (tag: ``$BHS_TEST_BUILD_IMAGE``)."""
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "build-service-image"), BUILD_IMAGE],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"Building {BUILD_IMAGE} failed:\n{result.stderr[-4000:]}")
+    return BUILD_IMAGE
+
+
+@pytest.fixture(scope="session")
+def r2d_config(tmp_path_factory: pytest.TempPathFactory, build_image: str) -> str:
+    """repo2docker config for builds here: no network in builds, git sources only.
+
+    Builds run in containers of the ``build_image`` fixture, which this one builds first."""
     path = tmp_path_factory.mktemp("r2d") / "repo2docker_config.py"
     path.write_text(
         textwrap.dedent(
@@ -270,6 +288,7 @@ def service_factory(
             f"c.BinderHubService.port = {port}",
             f"c.BinderHubService.base_url = {base_url!r}",
             f"c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}",
+            f"c.LocalDockerExecutor.build_image = {BUILD_IMAGE!r}",
             "c.BinderHubService.auth_enabled = False",
         ]
         if registry is not None:

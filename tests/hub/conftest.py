@@ -31,7 +31,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GitServer, Registry, free_port, stop_process, wait_for_http
+from tests.conftest import (
+    BUILD_IMAGE,
+    GitServer,
+    Registry,
+    free_port,
+    stop_process,
+    wait_for_http,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHP = REPO_ROOT / "tests" / "js" / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -211,6 +218,7 @@ def service_config(
         c.BinderHubService.data_dir = {str(data_dir)!r}
         c.DockerRegistry.url = {registry.url!r}
         c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}
+        c.LocalDockerExecutor.build_image = {BUILD_IMAGE!r}
         c.UserLimits.max_concurrent_builds_per_user = {MAX_BUILDS_PER_USER}
         c.UserLimits.rate_limit_per_minute = {rate_limit_per_minute}
         """
