@@ -204,7 +204,9 @@ class LocalDockerExecutor(BuildExecutor):
         )
         try:
             checkout = await fetcher.fetch(self._source(request), tmpdir, emit)
-            self.log.info("Build %s: building %s", request.build_id, request.image_name)
+            self.log.info(
+                "Build %s: running repo2docker for %s", request.build_id, request.image_name
+            )
             await self._build(request, tmpdir, checkout, emit, record)
             if request.push:
                 await self._push(request, tmpdir, emit, record)
