@@ -29,7 +29,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from .checkout import CheckoutTooLarge, check_checkout, tree_size
+from .checkout import CheckoutTooLarge, check_checkout, check_size, tree_size
 from .dockerfile import check_dockerfiles
 from .errors import BuildFailed
 from .events import BuildEvent, Phase
@@ -302,6 +302,8 @@ class Fetcher:
             await self._fetch_record(source, dest, home, emit)
         else:
             raise FetchFailed("This kind of repository cannot be fetched here.")
+        # The watch while fetching samples; this counts what was written in the end.
+        await asyncio.to_thread(check_size, dest, self.settings.max_bytes)
         await asyncio.to_thread(check_checkout, dest)
         await asyncio.to_thread(check_dockerfiles, dest)
         emit(BuildEvent(Phase.FETCHING, "Fetched the repository.\n"))

@@ -124,6 +124,13 @@ async def test_health_and_versions(build_image):
     assert not await executor.has_image("binder-does-not-exist:abc")
 
 
+async def test_an_engine_that_does_not_answer_does_not_stop_the_start(tmp_path):
+    executor = LocalDockerExecutor(docker_executable="false")
+    await executor.prepare()
+    with pytest.raises(UpstreamError):
+        await executor.health()
+
+
 async def test_a_missing_build_image_stops_the_start_and_fails_health(docker_engine):
     executor = LocalDockerExecutor(build_image="binderhub-service-missing:nothing")
     with pytest.raises(ServiceError) as error:

@@ -462,14 +462,23 @@ class LocalDockerExecutor(BuildExecutor):
         )
 
     async def prepare(self) -> None:
+        """Refuse to start when the engine answers but has no build image.
+
+        An engine that does not answer is only logged: it may come later, and
+        ``/health`` reports it meanwhile.
+        """
         try:
-            code, _ = await self._docker(
-                "image", "inspect", "--format", "{{.Id}}", self.build_image
-            )
-        except UpstreamError as e:
-            raise ServiceError(f"Cannot start: {e.message}") from None
-        if code != 0:
-            raise ServiceError(f"Cannot start: {self._missing_image()}")
+            code, out = await self._docker("version", "--format", "{{.Server.Version}}")
+            if code == 0:
+                code, _ = await self._docker(
+                    "image", "inspect", "--format", "{{.Id}}", self.build_image
+                )
+                if code != 0:
+                    raise ServiceError(f"Cannot start: {self._missing_image()}")
+                return
+        except UpstreamError:
+            out = "no answer in time"
+        self.log.warning("The container engine is not answering (%s); builds will fail.", out)
 
     def builder_version(self) -> str:
         return importlib.metadata.version("jupyter-repo2docker")
