@@ -204,3 +204,21 @@ async def test_the_work_dir_is_the_services_own(tmp_path):
         assert work_dir.stat().st_mode & 0o777 == 0o700
     finally:
         shutil.rmtree(planted)
+
+
+async def test_the_engine_clis_own_errors_are_logged_not_relayed(
+    git_server, base_image, r2d_config, tmp_path
+):
+    """They name the service's paths; users get a fixed text."""
+    url, sha = git_server.make_repo("executor-no-image", failing_repo(base_image))
+    executor = LocalDockerExecutor(
+        repo2docker_config_file=r2d_config,
+        build_image="binderhub-service-missing:nothing",
+        work_dir=str(tmp_path),
+    )
+    events: list[BuildEvent] = []
+    with pytest.raises(BuildFailed) as error:
+        await executor.run(request_for(url, sha), events.append)
+    assert error.value.message == "The build stopped with exit code 125."
+    assert all(str(tmp_path) not in e.message for e in events)
+    assert all("binderhub-service-missing" not in e.message for e in events)

@@ -39,6 +39,8 @@ from .base import BuildExecutor, BuildRequest, EmitFunc
 
 # repo2docker relays build output line by line; a single line can still be long.
 MAX_LINE_BYTES = 4 * 1024 * 1024
+# Lines of a build container that are not repo2docker's JSON log, logged for the operator.
+MAX_DROPPED_LINES = 50
 
 
 GROUP_FILE = "process-group"
@@ -271,7 +273,7 @@ class LocalDockerExecutor(BuildExecutor):
         )
         record(proc.pid)
         try:
-            failure = await self._relay(proc, emit)
+            failure = await self._relay(proc, emit, request.build_id)
             returncode = await proc.wait()
         except BaseException:
             await self._remove_container(spec.name, env)
@@ -351,10 +353,18 @@ class LocalDockerExecutor(BuildExecutor):
         except UpstreamError:
             self.log.warning("Could not remove build container %s", name)
 
-    async def _relay(self, proc: asyncio.subprocess.Process, emit: EmitFunc) -> str | None:
-        """Turn repo2docker's output into events; return its failure message, if any."""
+    async def _relay(
+        self, proc: asyncio.subprocess.Process, emit: EmitFunc, build_id: str
+    ) -> str | None:
+        """Turn repo2docker's output into events; return its failure message, if any.
+
+        Only repo2docker's JSON log lines are relayed: other lines come from the
+        service's docker CLI (which names the service's paths) or are tracebacks,
+        and go to the service log instead.
+        """
         assert proc.stdout is not None
         failure = None
+        dropped = 0
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -363,7 +373,13 @@ class LocalDockerExecutor(BuildExecutor):
                 raw = await proc.stdout.read(MAX_LINE_BYTES)
             if not raw:
                 return failure
-            parsed = parse_log_line(raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            if not line.lstrip().startswith("{"):
+                if line.strip() and dropped < MAX_DROPPED_LINES:
+                    dropped += 1
+                    self.log.warning("Build %s: %s", build_id, line.strip()[:2000])
+                continue
+            parsed = parse_log_line(line)
             if parsed.failure is not None:
                 failure = parsed.failure
             if parsed.event is not None:
