@@ -7,6 +7,9 @@
 #          --build-arg PACKAGE=binderhub-service
 #          from a base image that has python3 and python3-venv
 #          (.ci/build-service-image does all of this).
+# Both: put the docker CLI and its buildx plugin in ./engine-cli as
+#       usr/bin/docker and usr/libexec/docker/cli-plugins/docker-buildx (static
+#       Go programs needing only libc); build containers run repo2docker with them.
 #
 # The service runs as uid 1000 from /srv/binderhub-service, and keeps its
 # records in /srv/binderhub-service/data (BINDERHUB_SERVICE_DATA_DIR): mount a
@@ -35,6 +38,7 @@ RUN if python3 -m pip --version >/dev/null 2>&1; then \
         python3 -m pip uninstall --yes --quiet pip setuptools wheel; \
     fi
 COPY --from=build /opt/binderhub-service /opt/binderhub-service
+COPY engine-cli/ /
 RUN useradd --uid 1000 --user-group --no-create-home --home-dir /tmp binderhub-service \
  && install --directory --owner=1000 --group=1000 /srv/binderhub-service /srv/binderhub-service/data
 WORKDIR /srv/binderhub-service

@@ -22,6 +22,7 @@ from . import __version__
 from .auth import AuthConfigError, ServiceAuth
 from .build_requests import BuildRequests
 from .builds import BuildManager
+from .errors import ServiceError
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
@@ -34,6 +35,7 @@ from .health import HealthChecker
 from .images import FoundImageCache, ImageLookup
 from .limits import UserLimits
 from .log import log_request
+from .netguard import check_url
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .redact import Redactor
 from .registry import DockerRegistry
@@ -362,9 +364,18 @@ class BinderHubService(Application):
         if "work_dir" not in local:
             local.work_dir = os.path.join(os.path.abspath(self.data_dir), "builds")
         self.executor: BuildExecutor = self.executor_class(parent=self)
+        if isinstance(self.executor, LocalDockerExecutor):
+            # Only the push step, run by the service itself, reads the credentials.
+            self.executor.push_docker_config = self.registry.docker_config_path
 
     def init_providers(self) -> None:
         self.catalog = RepoProviderCatalog(parent=self)
+        if isinstance(self.executor, LocalDockerExecutor):
+            self.executor.check_url = self._check_clone_url
+
+    async def _check_clone_url(self, url: str) -> None:
+        """Refuse a clone whose host lies in the catalog's denied networks."""
+        await check_url(url, self.catalog.denied)
 
     def init_redactor(self) -> None:
         """Learn the secrets this service holds, to keep them out of its logs and records."""
@@ -515,6 +526,11 @@ class BinderHubService(Application):
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         """Serve on ``sockets`` until SIGTERM or SIGINT, then stop builds and close."""
+        try:
+            await self.executor.prepare()
+        except ServiceError as e:
+            self.log.critical("%s", e.message)
+            self.exit(1)
         await self.executor.recover()
         try:
             await self.start_store()

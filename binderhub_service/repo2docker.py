@@ -15,7 +15,9 @@ from .events import BuildEvent, Phase
 # repo2docker marks a fatal error with one of these phases.
 _FAILURE_PHASES = frozenset({"failed", "failure"})
 _FAILED_COMMAND = re.compile(r"Command '.*' returned non-zero exit status (-?\d+)", re.DOTALL)
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/(?:[\w.+-]+/)+[\w.+-]*")
+# What users are told when repo2docker reports any other failure: its own text may
+# quote files it read (a linked runtime.txt...) and names paths; it stays out.
+GENERIC_FAILURE = "repo2docker could not build this repository; the build log above shows why."
 
 
 @dataclass(frozen=True)
@@ -73,21 +75,20 @@ class LogLine:
 
 
 def user_facing_failure(message: str) -> str:
-    """repo2docker's failure message, without the command lines and paths it may hold.
+    """A fixed text for repo2docker's failure message; the message itself is never shown.
 
     repo2docker reports a failed image build as ``Command '[...]' returned
-    non-zero exit status N``, which names the service's own files; the build
-    log already shows the step that failed.
+    non-zero exit status N``: only the status is kept. Any other failure text
+    (an exception's message) may quote what repo2docker read, so users get one
+    fixed sentence and the build's own output above it.
     """
-    message = message.strip()
     command = _FAILED_COMMAND.search(message)
     if command:
         return (
             f"The image build stopped with exit status {command.group(1)}; "
             "the build log above shows the step that failed."
         )
-    message = _ABSOLUTE_PATH.sub("<path>", message)
-    return message or "repo2docker reported a failure."
+    return GENERIC_FAILURE
 
 
 def parse_log_line(line: str) -> LogLine:

@@ -24,6 +24,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.service_image import DEFAULT_TAG, service_image
+
 POSTGRES_URL = os.environ.get(
     "BHS_TEST_POSTGRES_URL",
     "postgresql+asyncpg://binderhub_test:binderhub_test@127.0.0.1:5432/binderhub_test",
@@ -34,6 +36,9 @@ BASE_IMAGE = os.environ.get("BHS_TEST_BASE_IMAGE", "binderhub-service-test/base:
 # the service refuses to reach by default: every service config the tests,
 # benchmarks and examples write allows all networks with this line.
 LOOPBACK_NETWORKS = "c.RepoProviderCatalog.denied_networks = []"
+ROOT = Path(__file__).resolve().parent.parent
+# The image build containers run: the service image, built once per test run.
+BUILD_IMAGE = os.environ.get("BHS_TEST_SERVICE_IMAGE", DEFAULT_TAG)
 
 
 def free_port() -> int:
@@ -203,8 +208,19 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
 
 
 @pytest.fixture(scope="session")
-def r2d_config(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """repo2docker config for builds here: no network in builds, git sources only."""
+def build_image(docker_engine: None) -> str:
+    """The image build containers run: the service's image, built once per run from
+    this checkout with ``.ci/build-service-image`` (or ``$BHS_TEST_SERVICE_IMAGE``)."""
+    image = service_image()
+    assert image == BUILD_IMAGE
+    return image
+
+
+@pytest.fixture(scope="session")
+def r2d_config(tmp_path_factory: pytest.TempPathFactory, build_image: str) -> str:
+    """repo2docker config for builds here: no network in builds, git sources only.
+
+    Builds run in containers of the ``build_image`` fixture, which this one builds first."""
     path = tmp_path_factory.mktemp("r2d") / "repo2docker_config.py"
     path.write_text(
         textwrap.dedent(
@@ -274,6 +290,7 @@ def service_factory(
             f"c.BinderHubService.port = {port}",
             f"c.BinderHubService.base_url = {base_url!r}",
             f"c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}",
+            f"c.LocalDockerExecutor.build_image = {BUILD_IMAGE!r}",
             "c.BinderHubService.auth_enabled = False",
             LOOPBACK_NETWORKS,
         ]

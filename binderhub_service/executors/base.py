@@ -61,7 +61,9 @@ class BuildExecutor(LoggingConfigurable):
         help="""Path of a repo2docker (traitlets) config file passed as ``--config``.
 
         Empty (the default) passes none. Use it for engine options such as
-        ``c.DockerEngine.extra_buildx_build_args = ["--network=host"]``.
+        ``c.DockerEngine.extra_buildx_build_args = ["--network=none"]``. The local
+        executor mounts it read-only into build containers. Never give builds
+        ``--network=host``: they would reach everything the engine's host reaches.
         """,
     ).tag(config=True)
 
@@ -75,7 +77,11 @@ class BuildExecutor(LoggingConfigurable):
 
     build_env = Dict(
         Unicode(),
-        help="Extra environment variables for repo2docker, e.g. ``{'DOCKER_HOST': 'unix:///run/docker.sock'}``.",
+        help="""Environment variables for repo2docker, e.g. ``{'BUILDKIT_PROGRESS': 'plain'}``.
+
+        The local executor sets them (and nothing of the service's own environment) in
+        build containers. Never put a secret here: a build can read them. Default: none.
+        """,
     ).tag(config=True)
 
     def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
@@ -110,6 +116,9 @@ class BuildExecutor(LoggingConfigurable):
         when the build failed or is gone.
         """
         raise NotImplementedError
+
+    async def prepare(self) -> None:
+        """At start: check that builds can run; raise a ServiceError with one clear line if not."""
 
     async def recover(self) -> None:
         """At start: clean up what an earlier run, stopped without shutting down, left."""

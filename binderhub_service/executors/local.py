@@ -1,27 +1,46 @@
-"""Run repo2docker as a subprocess on this machine's container engine."""
+"""Build on this machine's container engine: fetch, build in a container, push.
+
+A build is three steps with three privileges (see the security explanation):
+the service fetches the repository into the build's own directory
+(:mod:`binderhub_service.fetch`), repo2docker builds it in a container of its own
+that holds only the checkout and the engine's socket
+(:mod:`binderhub_service.build_container`), and the service pushes the image
+with the registry credentials the build never sees.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import importlib.metadata
 import os
 import shutil
 import signal
-import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from traitlets import Float, List, Unicode
+from traitlets import Float, Integer, List, Unicode
 
-from ..errors import BuildFailed, UpstreamError
-from ..providers.credentials import git_credential_env
+from ..build_container import (
+    CONFIG_FILE,
+    REPO_DIR,
+    WORK_DIR_LABEL,
+    BuildContainer,
+    docker_run_args,
+    repo2docker_config,
+)
+from ..errors import BuildFailed, ServiceError, UpstreamError
+from ..events import BuildEvent, Phase
+from ..fetch import CheckURL, Fetcher, FetchSettings, Source, is_git
+from ..providers.base import GIT_CONTENT_PROVIDER
 from ..repo2docker import build_args, parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 
 # repo2docker relays build output line by line; a single line can still be long.
 MAX_LINE_BYTES = 4 * 1024 * 1024
+# Lines of a build container that are not repo2docker's JSON log, logged for the operator.
+MAX_DROPPED_LINES = 50
 
 
 GROUP_FILE = "process-group"
@@ -58,32 +77,71 @@ def group_is_alive(pgid: int, started: str) -> bool:
 
 
 class LocalDockerExecutor(BuildExecutor):
-    """Builds with repo2docker on the local container engine (the default executor).
+    """Builds on the local container engine (the default executor).
 
-    Each build is a repo2docker process in its own process group with its own
-    temporary directory; cancelling the build kills the whole group and removes
-    the directory.
+    Each build has its own directory below :attr:`work_dir`: the service fetches
+    the repository there, then runs repo2docker in a container of
+    :attr:`build_image` with the checkout mounted read-only, the engine's socket,
+    no network, no capabilities and an environment built from scratch, and
+    finally pushes the image itself. Cancelling a build removes its container
+    and stops its processes; the directory is removed when the build ends.
     """
 
     name = "local"
 
+    build_image = Unicode(
+        "binderhub-service:dev",
+        help="""The image build containers run (it must hold repo2docker, the docker CLI and
+        its buildx plugin, as the service's own image does). It must exist in the local
+        engine: it is never pulled, and the service does not start without it.
+        Default ``binderhub-service:dev`` (what ``.ci/build-service-image`` builds).""",
+    ).tag(config=True)
+
     repo2docker_command = List(
         Unicode(),
-        default_value=[sys.executable, "-m", "repo2docker"],
-        help="The command that runs repo2docker. Default: this Python's ``-m repo2docker``.",
+        default_value=["repo2docker"],
+        minlen=1,
+        help="""The command that runs repo2docker inside the build image.
+        Default ``["repo2docker"]``.""",
     ).tag(config=True)
 
     docker_executable = Unicode(
         "docker",
-        help="The docker CLI, used to check the engine's health and look up local images.",
+        help="""The service's docker CLI: starts build containers, pushes images, checks the
+        engine's health and looks up local images. Default ``docker``.""",
+    ).tag(config=True)
+
+    engine_socket = Unicode(
+        "/var/run/docker.sock",
+        help="""The engine's Unix socket, mounted into build containers (the only way they
+        reach the engine). Default ``/var/run/docker.sock``.""",
+    ).tag(config=True)
+
+    git_executable = Unicode(
+        "git", help="The git command the service clones repositories with. Default ``git``."
+    ).tag(config=True)
+
+    fetch_timeout = Float(
+        600.0,
+        help="Seconds a repository's fetch may take before the build fails. Default 600.",
+    ).tag(config=True)
+
+    max_checkout_bytes = Integer(
+        10 * 2**30,
+        help="""Bytes a fetched repository may take on disk before the build fails.
+        Default 10 GiB (``10737418240``).""",
+    ).tag(config=True)
+
+    push_timeout = Float(
+        3600.0, help="Seconds pushing an image may take before the build fails. Default 3600."
     ).tag(config=True)
 
     work_dir = Unicode(
         "",
-        help="""Directory for builds' working directories (each removed when its build ends;
-        after a crash, the next start stops the builds left there and removes them). The
-        service defaults it to ``<data_dir>/builds``; empty means the system's temporary
-        directory.""",
+        help="""Directory for builds' working directories (created with mode 0700; each build's
+        removed when it ends; after a crash, the next start stops the builds left there and
+        removes them). The service sets it to ``<data_dir>/builds``; it must be the service's
+        own directory, never a shared temporary one.""",
     ).tag(config=True)
 
     kill_grace_period = Float(
@@ -95,66 +153,218 @@ class LocalDockerExecutor(BuildExecutor):
         10.0, help="Seconds to wait for the container engine's CLI to answer. Default 10."
     ).tag(config=True)
 
-    def _environment(self, request: BuildRequest, tmpdir: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.build_env)
-        env["TMPDIR"] = tmpdir
-        env["PYTHONUNBUFFERED"] = "1"
-        if request.git_credential:
-            env.update(git_credential_env(request.git_credential, request.repo_url))
+    # Set by the service: the docker config.json with the registry's credentials
+    # (DockerRegistry.docker_config_path), used by the push step only.
+    push_docker_config: str = ""
+    # Set by the service: awaited with each clone URL before cloning; raises to refuse it.
+    check_url: CheckURL | None = None
+
+    def _work_dir(self) -> str:
+        if not self.work_dir:
+            raise ServiceError("LocalDockerExecutor.work_dir is not set.")
+        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.work_dir, 0o700)
+        return self.work_dir
+
+    def _engine_env(self, home: str, docker_config: str) -> dict[str, str]:
+        """The environment of the service's own docker CLI calls for a build."""
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": home,
+            "DOCKER_CONFIG": docker_config,
+        }
+        for key in ("DOCKER_HOST", "DOCKER_CONTEXT"):
+            if key in os.environ:
+                env[key] = os.environ[key]
         return env
 
-    def _write_config(self, request: BuildRequest, tmpdir: str) -> str | None:
-        """A per-build repo2docker config: the operator's, then the allowed content providers."""
-        if not request.content_providers:
-            return self.repo2docker_config_file or None
-        lines = ["from traitlets.utils.importstring import import_item"]
-        if self.repo2docker_config_file:
-            lines.append(f"load_subconfig({self.repo2docker_config_file!r})")
-        providers = list(request.content_providers)
-        lines.append(f"c.Repo2Docker.content_providers = [import_item(p) for p in {providers!r}]")
-        path = os.path.join(tmpdir, "repo2docker_config.py")
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        return path
+    def _source(self, request: BuildRequest) -> Source:
+        if is_git(request.content_providers):
+            provider = GIT_CONTENT_PROVIDER
+        else:
+            provider = request.content_providers[0]
+        return Source(request.repo_url, request.ref, provider, request.git_credential)
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
-        if self.work_dir:
-            os.makedirs(self.work_dir, exist_ok=True)
-        tmpdir = tempfile.mkdtemp(prefix="binderhub-build-", dir=self.work_dir or None)
-        options = replace(
-            self.repo2docker_options(request), config_file=self._write_config(request, tmpdir)
+        tmpdir = tempfile.mkdtemp(prefix="binderhub-build-", dir=self._work_dir())
+        home = os.path.join(tmpdir, "home")
+        os.makedirs(os.path.join(home, "no-credentials"), mode=0o700)
+
+        def record(pid: int) -> None:
+            write_group_file(tmpdir, pid)
+
+        settings = FetchSettings(
+            git_executable=self.git_executable,
+            timeout=self.fetch_timeout,
+            max_bytes=self.max_checkout_bytes,
+            on_start=record,
         )
-        argv = [*self.repo2docker_command, *build_args(options)]
-        self.log.info("Build %s: running repo2docker for %s", request.build_id, request.image_name)
+        fetcher = Fetcher(
+            settings,
+            lambda text: self.log.warning("Build %s: %s", request.build_id, text),
+            self.check_url,
+        )
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self._environment(request, tmpdir),
-                cwd=tmpdir,
-                start_new_session=True,
-                limit=MAX_LINE_BYTES,
+            checkout = await fetcher.fetch(self._source(request), tmpdir, emit)
+            self.log.info(
+                "Build %s: running repo2docker for %s", request.build_id, request.image_name
             )
-            write_group_file(tmpdir, proc.pid)
-            try:
-                failure = await self._relay(proc, emit)
-                returncode = await proc.wait()
-            except BaseException:
-                await self._kill(proc)
-                raise
+            await self._build(request, tmpdir, checkout, emit, record)
+            if request.push:
+                await self._push(request, tmpdir, emit, record)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        if returncode != 0:
-            self.log.warning("Build %s: repo2docker exited with %s", request.build_id, returncode)
-            raise BuildFailed(failure or f"repo2docker stopped with exit code {returncode}.")
 
-    async def _relay(self, proc: asyncio.subprocess.Process, emit: EmitFunc) -> str | None:
-        """Turn repo2docker's output into events; return its failure message, if any."""
+    def _container(self, request: BuildRequest, tmpdir: str, checkout: str) -> BuildContainer:
+        config_dir = os.path.join(tmpdir, "config")
+        os.makedirs(config_dir, mode=0o700)
+        with open(os.path.join(config_dir, os.path.basename(CONFIG_FILE)), "w") as f:
+            f.write(repo2docker_config(bool(self.repo2docker_config_file)))
+        # repo2docker builds the checkout as a local folder and never pushes.
+        options = replace(
+            self.repo2docker_options(request),
+            repo_url=REPO_DIR,
+            push=False,
+            config_file=CONFIG_FILE,
+        )
+        return BuildContainer(
+            name=f"binderhub-build-{request.build_id}",
+            image=self.build_image,
+            build_id=request.build_id,
+            work_dir=self.work_dir,
+            checkout=checkout,
+            config_dir=config_dir,
+            engine_socket=self.engine_socket,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            socket_gid=os.stat(self.engine_socket).st_gid,
+            command=[*self.repo2docker_command, *build_args(options)],
+            operator_config=os.path.abspath(self.repo2docker_config_file)
+            if self.repo2docker_config_file
+            else None,
+            env=dict(self.build_env),
+        )
+
+    async def _build(
+        self,
+        request: BuildRequest,
+        tmpdir: str,
+        checkout: str,
+        emit: EmitFunc,
+        record: Callable[[int], None],
+    ) -> None:
+        try:
+            spec = self._container(request, tmpdir, checkout)
+        except (OSError, ValueError) as e:
+            self.log.error("Build %s: cannot set up the build container: %s", request.build_id, e)
+            raise BuildFailed("The service could not start the build; ask its operator.") from None
+        home = os.path.join(tmpdir, "home")
+        env = self._engine_env(home, os.path.join(home, "no-credentials"))
+        proc = await asyncio.create_subprocess_exec(
+            self.docker_executable,
+            *docker_run_args(spec),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+            limit=MAX_LINE_BYTES,
+        )
+        record(proc.pid)
+        try:
+            failure = await self._relay(proc, emit, request.build_id)
+            returncode = await proc.wait()
+        except BaseException:
+            await self._remove_container(spec.name, env)
+            await self._kill(proc)
+            raise
+        if returncode != 0:
+            self.log.warning(
+                "Build %s: the build container exited with %s", request.build_id, returncode
+            )
+            raise BuildFailed(failure or f"The build stopped with exit code {returncode}.")
+
+    async def _push(
+        self, request: BuildRequest, tmpdir: str, emit: EmitFunc, record: Callable[[int], None]
+    ) -> None:
+        """Push the built image with the service's registry credentials."""
+        home = os.path.join(tmpdir, "home")
+        env = self._engine_env(home, self._push_config_dir(tmpdir))
+        emit(BuildEvent(Phase.PUSHING, f"Pushing {request.image_name}...\n"))
+        proc = await asyncio.create_subprocess_exec(
+            self.docker_executable,
+            "push",
+            "--",
+            request.image_name,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+            limit=MAX_LINE_BYTES,
+        )
+        record(proc.pid)
+        assert proc.stdout is not None
+        last: list[str] = []
+        try:
+            async with asyncio.timeout(self.push_timeout):
+                while raw := await proc.stdout.readline():
+                    line = raw.decode(errors="replace")
+                    last = [*last, line.strip()][-5:]
+                    emit(BuildEvent(Phase.PUSHING, line))
+                returncode = await proc.wait()
+        except TimeoutError:
+            await self._kill(proc)
+            raise BuildFailed(
+                f"Pushing the image took longer than {self.push_timeout:g} seconds."
+            ) from None
+        except BaseException:
+            await self._kill(proc)
+            raise
+        if returncode != 0:
+            self.log.warning(
+                "Build %s: docker push exited with %s: %s",
+                request.build_id,
+                returncode,
+                " | ".join(last),
+            )
+            raise BuildFailed(
+                "Pushing the image to the registry failed; try again later, or ask the "
+                "operator to check the registry."
+            )
+
+    def _push_config_dir(self, tmpdir: str) -> str:
+        """A ``DOCKER_CONFIG`` directory whose ``config.json`` is the registry credentials."""
+        path = self.push_docker_config
+        if path and os.path.basename(path) == "config.json":
+            return os.path.dirname(os.path.abspath(path))
+        directory = os.path.join(tmpdir, "push-config")
+        os.makedirs(directory, mode=0o700)
+        if path and os.path.exists(path):
+            os.symlink(os.path.abspath(path), os.path.join(directory, "config.json"))
+        return directory
+
+    async def _remove_container(self, name: str, env: dict[str, str]) -> None:
+        """Remove a build container (this stops its build in the engine)."""
+        try:
+            await self._docker("rm", "--force", name, env=env)
+        except UpstreamError:
+            self.log.warning("Could not remove build container %s", name)
+
+    async def _relay(
+        self, proc: asyncio.subprocess.Process, emit: EmitFunc, build_id: str
+    ) -> str | None:
+        """Turn repo2docker's output into events; return its failure message, if any.
+
+        Only repo2docker's JSON log lines are relayed: other lines come from the
+        service's docker CLI (which names the service's paths) or are tracebacks,
+        and go to the service log instead.
+        """
         assert proc.stdout is not None
         failure = None
+        dropped = 0
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -163,23 +373,25 @@ class LocalDockerExecutor(BuildExecutor):
                 raw = await proc.stdout.read(MAX_LINE_BYTES)
             if not raw:
                 return failure
-            parsed = parse_log_line(raw.decode(errors="replace"))
+            line = raw.decode(errors="replace")
+            if not line.lstrip().startswith("{"):
+                if line.strip() and dropped < MAX_DROPPED_LINES:
+                    dropped += 1
+                    self.log.warning("Build %s: %s", build_id, line.strip()[:2000])
+                continue
+            parsed = parse_log_line(line)
             if parsed.failure is not None:
                 failure = parsed.failure
             if parsed.event is not None:
                 emit(parsed.event)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        """Stop repo2docker and everything it started, then reap it."""
+        """Stop a build's process and everything it started, then reap it."""
         await self._stop_group(proc.pid)
         await proc.wait()
 
     async def _stop_group(self, pgid: int) -> None:
-        """Stop a build's whole process group.
-
-        SIGTERM first, so repo2docker and the docker CLI can cancel the build in
-        the engine; SIGKILL for whatever is left after the grace period.
-        """
+        """Stop a build's whole process group: SIGTERM, then SIGKILL after the grace period."""
         for sig, wait in ((signal.SIGTERM, self.kill_grace_period), (signal.SIGKILL, 10.0)):
             try:
                 os.killpg(pgid, sig)
@@ -191,16 +403,27 @@ class LocalDockerExecutor(BuildExecutor):
     async def recover(self) -> None:
         """Stop builds an earlier run left behind (it was killed) and remove their directories.
 
-        Each build directory records its process group; a group is stopped only
-        if its leader is still the repo2docker process that was started.
+        Build containers carry the work directory in a label; each build directory
+        records its current process group, stopped only if its leader is still the
+        process that was started. Only :attr:`work_dir`, the service's own, is searched.
         """
-        pattern = os.path.join(self.work_dir or tempfile.gettempdir(), "binderhub-build-*")
-        for tmpdir in glob.glob(pattern):
-            group = read_group_file(tmpdir)
+        work_dir = self._work_dir()
+        code, out = await self._docker(
+            "ps", "--all", "--quiet", "--filter", f"label={WORK_DIR_LABEL}={work_dir}"
+        )
+        for container in out.split() if code == 0 else []:
+            self.log.warning("Removing a build container left by an earlier run (%s)", container)
+            await self._docker("rm", "--force", container)
+        for entry in os.scandir(work_dir):
+            if not entry.name.startswith("binderhub-build-") or not entry.is_dir(
+                follow_symlinks=False
+            ):
+                continue
+            group = read_group_file(entry.path)
             if group is not None and group_is_alive(*group):
-                self.log.warning("Stopping a build left running by an earlier run (%s)", tmpdir)
+                self.log.warning("Stopping a build left running by an earlier run (%s)", entry.path)
                 await self._stop_group(group[0])
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            shutil.rmtree(entry.path, ignore_errors=True)
 
     @staticmethod
     async def _group_ended(pgid: int, timeout: float) -> bool:
@@ -215,13 +438,14 @@ class LocalDockerExecutor(BuildExecutor):
             await asyncio.sleep(0.05)
         return False
 
-    async def _docker(self, *args: str) -> tuple[int, str]:
+    async def _docker(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             self.docker_executable,
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=env,
         )
         try:
             async with asyncio.timeout(self.engine_timeout):
@@ -242,7 +466,35 @@ class LocalDockerExecutor(BuildExecutor):
         if code != 0:
             self.log.warning("Container engine check failed: %s", out)
             raise UpstreamError("The container engine is not answering.")
-        return {"engine_version": out}
+        code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", self.build_image)
+        if code != 0:
+            raise UpstreamError(self._missing_image())
+        return {"engine_version": out, "build_image": self.build_image}
+
+    def _missing_image(self) -> str:
+        return (
+            f"The build image {self.build_image} is not in the container engine: build it "
+            "(.ci/build-service-image does) or set LocalDockerExecutor.build_image."
+        )
+
+    async def prepare(self) -> None:
+        """Refuse to start when the engine answers but has no build image.
+
+        An engine that does not answer is only logged: it may come later, and
+        ``/health`` reports it meanwhile.
+        """
+        try:
+            code, out = await self._docker("version", "--format", "{{.Server.Version}}")
+            if code == 0:
+                code, _ = await self._docker(
+                    "image", "inspect", "--format", "{{.Id}}", self.build_image
+                )
+                if code != 0:
+                    raise ServiceError(f"Cannot start: {self._missing_image()}")
+                return
+        except UpstreamError:
+            out = "no answer in time"
+        self.log.warning("The container engine is not answering (%s); builds will fail.", out)
 
     def builder_version(self) -> str:
         return importlib.metadata.version("jupyter-repo2docker")

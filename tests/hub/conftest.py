@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    BUILD_IMAGE,
     LOOPBACK_NETWORKS,
     GitServer,
     Registry,
@@ -218,6 +219,7 @@ def service_config(
         c.BinderHubService.data_dir = {str(data_dir)!r}
         c.DockerRegistry.url = {registry.url!r}
         c.LocalDockerExecutor.repo2docker_config_file = {r2d_config!r}
+        c.LocalDockerExecutor.build_image = {BUILD_IMAGE!r}
         c.UserLimits.max_concurrent_builds_per_user = {MAX_BUILDS_PER_USER}
         c.UserLimits.rate_limit_per_minute = {rate_limit_per_minute}
         {LOOPBACK_NETWORKS}
