@@ -143,6 +143,7 @@ def hostile_service(service_factory, github, planted: Planted) -> Any:
         f"c.GitHubRepoProvider.api_url = {github.url + '/api/'!r}",
         f"c.GitHubRepoProvider.clone_url_base = {github.url!r}",
         f"c.GitHubRepoProvider.access_token = {planted.git_token!r}",
+        'c.GitHubRepoProvider.clone_with_token = ["octo/.*"]',
         f"c.DockerRegistry.docker_config_path = {str(registry.docker_config)!r}",
         registry=registry.registry,
     )
@@ -376,7 +377,16 @@ async def test_the_build_container_holds_nothing_of_the_service(
     output = "\n".join(lines)
     env = output.split("ENV-START", 1)[1].split("ENV-END", 1)[0]
     names = {line.split("=", 1)[0] for line in env.strip().splitlines()}
-    assert names <= {"HOME", "PATH", "PYTHONUNBUFFERED", "LANG", "HOSTNAME", "PWD", "SHLVL", "_"}
+    # The image's own variables (its Dockerfile's ENV) may show; nothing of the service's.
+    image_env = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.Env}}", build_image],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    image_names = {item.split("=", 1)[0] for item in json.loads(image_env) or []}
+    allowed = {"HOME", "PATH", "PYTHONUNBUFFERED", "LANG", "HOSTNAME", "PWD", "SHLVL", "_"}
+    assert names <= allowed | image_names
     for marker in ("HOST-FILE-VISIBLE", "DOCKER-CONFIG-VISIBLE", "CHECKOUT-WRITABLE"):
         assert marker not in output
     assert "CapEff:\t0000000000000000" in output

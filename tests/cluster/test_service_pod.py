@@ -121,6 +121,8 @@ def chart_values(image: str, port: int, registry_url: str, hub_api_url: str) -> 
     )
     values["service"] = {"port": port}
     values["jupyterhub"] = {"apiUrl": hub_api_url}
+    # The test's git server listens on loopback, which the service denies by default.
+    values["config"].setdefault("RepoProviderCatalog", {})["denied_networks"] = []
     return values
 
 
