@@ -359,8 +359,9 @@ class BinderHubService(Application):
 
     async def serve(self) -> None:
         """Listen until SIGTERM or SIGINT, then stop builds and close."""
-        await self.executor.recover()
+        # Records first: builds reattached are then not cleaned up as leftovers.
         await self.start_store()
+        await self.executor.recover()
         server = HTTPServer(self.tornado_app, xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info(

@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import MultiDict
 
+from binderhub_service.events import BuildEvent
 from binderhub_service.executors.kubernetes import KubernetesExecutor
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -37,6 +38,36 @@ def assert_valid() -> Callable[[dict[str, Any]], None]:
     return check
 
 
+def r2d(message: str, phase: str | None = None) -> str:
+    """A repo2docker JSON log line."""
+    line = {"message": message + "\n"}
+    if phase:
+        line["phase"] = phase
+    return json.dumps(line)
+
+
+class Recorder:
+    """Collects emitted events; lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[BuildEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: BuildEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    @property
+    def messages(self) -> list[str]:
+        return [event.message.rstrip("\n") for event in self.events]
+
+    async def wait_for(self, text: str, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while not any(text in message for message in self.messages):
+                self._changed.clear()
+                await self._changed.wait()
+
+
 class EmulatorProxy:
     """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
 
@@ -44,16 +75,25 @@ class EmulatorProxy:
     only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
     real API server accepts both), so the proxy lowercases that query value;
     and it gives created objects the ``metadata.uid`` an API server assigns.
-    Tests make watches fail through it: ``fail_watches`` answers the next watch
-    requests with 500, ``expire_watches`` answers them with a 410 Gone event,
-    as an API server does when a resourceVersion is too old.
+    Tests make requests fail through it: ``fail_watches`` answers the next
+    watch requests with 500, ``expire_watches`` answers them with a 410 Gone
+    event, as an API server does when a resourceVersion is too old;
+    ``fail_logs`` answers the next log requests with 500; while ``outage``
+    is set every request gets a 503, and while ``deny`` is set (401 or 403)
+    every request gets that answer. ``requests`` records every request the
+    proxy saw, as (method, path, query).
     """
 
     def __init__(self, upstream: yarl.URL) -> None:
         self.upstream = upstream
         self.fail_watches = 0
         self.expire_watches = 0
+        self.fail_logs = 0
+        self.outage = False
+        self.deny: int | None = None
         self.watch_requests = 0
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._watches: set[asyncio.Task[Any]] = set()
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -69,6 +109,11 @@ class EmulatorProxy:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
 
+    def end_watches(self) -> None:
+        """Break every open watch stream, as an API server restart does."""
+        for task in self._watches:
+            task.cancel()
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -78,9 +123,22 @@ class EmulatorProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         query = MultiDict(request.query)
+        self.requests.append((request.method, request.path, dict(query)))
+        if self.deny is not None:
+            reason = "Unauthorized" if self.deny == 401 else "Forbidden"
+            return web.json_response(_status(self.deny, reason), status=self.deny)
+        if self.outage:
+            return web.json_response(_status(503, "ServiceUnavailable"), status=503)
+        if request.path.endswith("/log") and self.fail_logs:
+            self.fail_logs -= 1
+            return web.json_response(_status(500, "InternalError"), status=500)
         if query.get("watch", "").lower() == "true":
             query["watch"] = "true"
             self.watch_requests += 1
+            task = asyncio.current_task()
+            assert task is not None
+            self._watches.add(task)
+            task.add_done_callback(self._watches.discard)
             if self.fail_watches:
                 self.fail_watches -= 1
                 return web.json_response(_status(500, "InternalError"), status=500)
@@ -237,6 +295,12 @@ class Kubelet:
                 "phase": "Pending",
                 "containerStatuses": [_container({"waiting": {"reason": reason}})],
             },
+        )
+
+    async def waiting(self, name: str, reason: str, message: str = "") -> None:
+        waiting = {"reason": reason, **({"message": message} if message else {})}
+        await self.set_status(
+            name, {"phase": "Pending", "containerStatuses": [_container({"waiting": waiting})]}
         )
 
     async def running(self, name: str, node: str = "node-1") -> None:
