@@ -1,4 +1,9 @@
-"""Test helpers for the Kubernetes executor: manifest validation, an emulated API server."""
+"""Test helpers for the Kubernetes executor: manifest validation, an emulated API server.
+
+The API server is :class:`api_server.ClusterEmulator` (served by kmock); an
+:class:`EmulatorProxy` in front of it injects failures and records requests;
+:class:`Kubelet` plays the node agent and :class:`LogSource` serves logs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import datetime
 import functools
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yarl
 from aiohttp import web
+from api_server import ClusterEmulator
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import MultiDict
@@ -69,12 +74,8 @@ class Recorder:
 
 
 class EmulatorProxy:
-    """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
+    """An HTTP proxy in front of the emulated API server, for tests only.
 
-    It closes the emulator's gaps a client meets: the emulator takes a watch
-    only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
-    real API server accepts both), so the proxy lowercases that query value;
-    and it gives created objects the ``metadata.uid`` an API server assigns.
     Tests make requests fail through it: ``fail_watches`` answers the next
     watch requests with 500, ``expire_watches`` answers them with a 410 Gone
     event, as an API server does when a resourceVersion is too old;
@@ -133,7 +134,6 @@ class EmulatorProxy:
             self.fail_logs -= 1
             return web.json_response(_status(500, "InternalError"), status=500)
         if query.get("watch", "").lower() == "true":
-            query["watch"] = "true"
             self.watch_requests += 1
             task = asyncio.current_task()
             assert task is not None
@@ -153,10 +153,6 @@ class EmulatorProxy:
             if key.lower() in ("content-type", "accept")
         }
         body = await request.read()
-        if request.method == "POST" and body:
-            created = json.loads(body)
-            created.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
-            body = json.dumps(created).encode()
         async with self._session.request(
             request.method, url, data=body, headers=headers
         ) as upstream:
@@ -304,6 +300,8 @@ class Kubelet:
         )
 
     async def running(self, name: str, node: str = "node-1") -> None:
+        """Bind the pod to ``node`` (the scheduler's part), then report it running."""
+        await self.api.patch_namespaced_pod(name, self.namespace, {"spec": {"nodeName": node}})
         await self.set_status(
             name,
             {
@@ -344,10 +342,14 @@ def _container(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def emulator(kmock: kmock_module.KubernetesEmulator) -> AsyncIterator[EmulatorProxy]:
-    """The Kubernetes API server, emulated by kmock, behind the watch-fixing proxy."""
-    kmock.resources["v1/pods"] = kmock_module.ResourceInfo(namespaced=True, kind="Pod")
-    kmock.resources["v1/secrets"] = kmock_module.ResourceInfo(namespaced=True, kind="Secret")
+def kmock_options() -> dict[str, Any]:
+    """kmock serves :class:`ClusterEmulator` in these tests."""
+    return {"cls": ClusterEmulator}
+
+
+@pytest.fixture
+async def emulator(kmock: ClusterEmulator) -> AsyncIterator[EmulatorProxy]:
+    """The emulated Kubernetes API server, behind the failure-injecting proxy."""
     proxy = EmulatorProxy(kmock.url)
     await proxy.start()
     try:
@@ -370,7 +372,7 @@ def kubelet(core_api: CoreV1Api) -> Kubelet:
 
 
 @pytest.fixture
-def pod_logs(kmock: kmock_module.KubernetesEmulator) -> Callable[[str], LogSource]:
+def pod_logs(kmock: ClusterEmulator) -> Callable[[str], LogSource]:
     """``pod_logs(name)`` serves a pod's log (the emulator has none) from a :class:`LogSource`."""
 
     def serve(name: str) -> LogSource:

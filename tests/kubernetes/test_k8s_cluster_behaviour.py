@@ -122,7 +122,7 @@ async def test_two_installations_build_apart_and_cancel_only_their_own(
 
     runs[0].cancel()
     await asyncio.gather(runs[0], return_exceptions=True)
-    assert not await pod_exists(core_api, names[0])
+    await kubelet.wait_for_deletion(names[0])
     assert await pod_exists(core_api, names[1])
 
     await logs[1].write(r2d("built", "pushing"))
@@ -448,3 +448,27 @@ async def test_the_connection_pool_fits_the_concurrent_builds(emulator: Emulator
     finally:
         await executor.shutdown()
     assert KubernetesExecutor().connection_pool_size == 100
+
+
+async def test_a_terminating_pod_is_waited_out_and_replaced(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, core_api: CoreV1Api
+) -> None:
+    """A pod being deleted is never joined; the API server is emulated (a finalizer holds it)."""
+    old = await create_pod(core_api)
+    await core_api.patch_namespaced_pod(
+        POD, NAMESPACE, {"metadata": {"finalizers": ["example.org/hold"]}}
+    )
+    await core_api.delete_namespaced_pod(POD, NAMESPACE)
+    assert (await kubelet.wait_for_pod(POD))["metadata"]["deletionTimestamp"]
+    logs = pod_logs(POD)
+    emit = Recorder()
+    run = asyncio.create_task(executor.run(REQUEST, emit))
+    await emit.wait_for("Waiting for the old build pod")
+    assert not any("Attaching" in message for message in emit.messages)
+    await core_api.patch_namespaced_pod(POD, NAMESPACE, {"metadata": {"finalizers": []}})
+    await emit.wait_for("created")
+    new = await kubelet.wait_for_pod(POD)
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    await logs.close()
+    await kubelet.terminated(POD, 0)
+    await asyncio.wait_for(run, 5)

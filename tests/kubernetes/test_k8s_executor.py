@@ -76,7 +76,7 @@ async def test_build_succeeds(
         (Phase.WAITING, f"Build pod {POD} created, waiting for it to start"),
         (Phase.WAITING, "Waiting for the build pod to start"),
         (Phase.WAITING, "Waiting for the build pod to start (ContainerCreating)"),
-        (Phase.FETCHING, f"Build pod {POD} started"),
+        (Phase.FETCHING, f"Build pod {POD} started on node node-1"),
         (Phase.FETCHING, "Picked Git content provider."),
         (Phase.BUILDING, "Step 1/3"),
         (Phase.UNKNOWN, "not json"),
@@ -159,7 +159,12 @@ async def test_git_credential_reaches_the_pod_only_through_its_secret(
     run = asyncio.create_task(executor.run(PRIVATE, emit))
     pod = await kubelet.wait_for_pod(POD)
     async with asyncio.timeout(5):
-        while (secret := await _read_secret(core_api, SECRET)) is None:
+        # Created before the pod, then owned by it.
+        while (
+            not ((secret := await _read_secret(core_api, SECRET)) or {})
+            .get("metadata", {})
+            .get("ownerReferences")
+        ):
             await asyncio.sleep(0.02)
     assert_valid(pod)
     assert TOKEN not in json.dumps(pod)
@@ -342,7 +347,7 @@ async def test_failed_pod_left_over_is_replaced(
     run = asyncio.create_task(executor.run(REQUEST, emit))
     await emit.wait_for("created")
     pod = await kubelet.wait_for_pod(POD)
-    assert "status" not in pod
+    assert pod["status"] == {"phase": "Pending"}
     await kubelet.terminated(POD, 0)
     await asyncio.wait_for(run, 5)
 
@@ -362,14 +367,17 @@ async def start_building(
 
 
 async def test_cancel_deletes_the_pod(
-    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, emulator: EmulatorProxy
 ) -> None:
-    """Cancelling the build deletes its pod; the API server is emulated."""
+    """Cancelling the build deletes its pod, with a short grace; the API server is emulated."""
     run, logs = await start_building(executor, kubelet, pod_logs)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    # Deleted before run() re-raised: no waiting needed.
+    # Deleted before run() re-raised: the pod is terminating, within the cancel grace.
+    deletions = [query for method, path, query in emulator.requests if method == "DELETE"]
+    assert deletions[0]["gracePeriodSeconds"] == "5"
+    await kubelet.wait_for_deletion(POD)
     assert await executor.find_build_pods() == []
     await logs.close()
 
