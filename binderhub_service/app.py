@@ -23,7 +23,7 @@ from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
 from .handlers.api import ApiContext, api_handlers
 from .handlers.build import BuildHandler
-from .handlers.health import HealthHandler, MetricsHandler, VersionsHandler
+from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
@@ -245,6 +245,13 @@ class BinderHubService(Application):
 
     def init_registry(self) -> None:
         self.registry = DockerRegistry(parent=self)
+        if self.use_registry and not self.registry.url:
+            self.log.critical(
+                "use_registry is on but no registry URL is set: set c.DockerRegistry.url "
+                "(the Helm chart's registry.url), e.g. https://registry.example.org, "
+                "or set c.BinderHubService.use_registry = False"
+            )
+            self.exit(1)
 
     def init_executor(self) -> None:
         # Local builds keep their working directories in the data directory, so a
@@ -313,6 +320,7 @@ class BinderHubService(Application):
             *api_handlers(api),
             (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
+            (base + "livez", LivenessHandler),
             (base + "health", HealthHandler, {"checker": self.health_checker}),
             (base + "versions", VersionsHandler, {"versions": versions}),
             (base + "metrics", MetricsHandler),

@@ -1,4 +1,4 @@
-"""Operational endpoints: health, versions and metrics."""
+"""Operational endpoints: liveness, health, versions and metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +6,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from ..health import HealthChecker
 from .base import BaseHandler
+
+
+class LivenessHandler(BaseHandler):
+    """``GET livez``: 200 while the process serves requests; asks no other service.
+
+    For a liveness (and start-up) probe: a restart cannot fix an outage of the
+    registry or the Kubernetes API, so their state belongs to ``health``.
+    """
+
+    def auth_required(self) -> bool:
+        return False
+
+    def get(self) -> None:
+        self.write_json({"ok": True})
+
+    def head(self) -> None:
+        self.set_status(200)
 
 
 class HealthHandler(BaseHandler):

@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_helpers import CHART, Render, validate
+import yaml
+from chart_helpers import (
+    CHART,
+    Render,
+    helm_notes,
+    helm_template_error,
+    howto_hub_values,
+    howto_values,
+    notes_snippet,
+    validate,
+)
 
 REGISTRY = {
     "registry": {"url": "https://registry.example.org", "username": "u", "password": "p"},
 }
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
+    "z2jh-howto": howto_values(),
     "no-daemonset": {"buildDaemon": {"enabled": False}, "networkPolicy": {"enabled": False}},
     "registry": REGISTRY,
+    "build-namespace": {**REGISTRY, "buildNamespace": "binder-builds"},
+    "no-persistence": {"persistence": {"enabled": False}},
+    "database-secret": {"databaseUrlSecret": {"name": "bhs-db", "key": "url"}},
+    "every-egress-rule": {
+        "networkPolicy": {
+            "egressAllowRules": {"privateIPs": True, "cloudMetadataServer": True},
+            "extraBlockedCidrs": ["203.0.113.10/32", "2001:db8::/32"],
+        }
+    },
     "custom-names": {
         "fullnameOverride": "builder",
         "jupyterhubServiceName": "images",
@@ -25,6 +47,23 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "KubernetesExecutor": {"sticky_builds": True, "resources": {"requests": {"cpu": "1"}}}
         },
         "extraConfig": {"BinderHubService": {"image_prefix": "registry.example.org/x/"}},
+        "imagePullSecrets": ["quay-pull", {"name": "mirror-pull"}],
+        "podLabels": {"team": "images"},
+        "podAnnotations": {"example.org/owner": "images"},
+        "buildDaemon": {
+            "extraArgs": ["--registry-mirror=https://mirror.example.org"],
+            "resources": {"limits": {"memory": "8Gi"}},
+            "imagePullSecrets": [{"name": "hub-pull"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "pool", "operator": "Exists"}]}
+                        ]
+                    }
+                }
+            },
+        },
     },
 }
 
@@ -54,7 +93,7 @@ def test_lint(helm: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_manifests_are_valid(render: Render, name: str) -> None:
-    manifests = render(VALUE_SETS[name])
+    manifests = render(VALUE_SETS[name], namespace="jhub")
     assert manifests
     for manifest in manifests:
         validate(manifest)
@@ -67,6 +106,7 @@ def test_default_resources(render: Render) -> None:
             "DaemonSet",
             "Deployment",
             "NetworkPolicy",
+            "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
             "Secret",
@@ -86,6 +126,7 @@ def test_role_grants_only_pods_and_build_secrets(render: Render) -> None:
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        # A build's git credential: created, owned by its pod (patch), deleted; never read.
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]},
     ]
 
@@ -99,24 +140,97 @@ def test_deployment(render: Render) -> None:
         "--config",
         "/etc/binderhub-service/config.py",
     ]
+    assert container["image"] == "ghcr.io/binderhub-service/binderhub-service:" + app_version()
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert container["livenessProbe"]["httpGet"]["path"] == "/services/binderhub-service/health"
-    assert container["readinessProbe"]["httpGet"]["path"] == (
-        "/services/binderhub-service/versions"
-    )
     assert "checksum/config" in pod["metadata"]["annotations"]
     assert pod["spec"]["serviceAccountName"] == "bhs-binderhub-service"
+    # Zero to JupyterHub's hub NetworkPolicy admits pods with this label.
+    assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
     env = {e["name"]: e for e in container["env"]}
-    # What jupyterhub.services.auth needs to authenticate users as an external service.
-    assert env["JUPYTERHUB_CLIENT_ID"]["value"] == "service-binderhub-service"
-    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"]["value"] == (
-        "/services/binderhub-service/oauth_callback"
-    )
+    # What jupyterhub.services.auth needs to authenticate users as an external
+    # service named `binder`, the name jupyterhub-fancy-profiles calls.
+    assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/services/binder/"
+    assert env["JUPYTERHUB_CLIENT_ID"]["value"] == "service-binder"
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"]["value"] == "/services/binder/oauth_callback"
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "api-token"
     cookie = env["BINDERHUB_SERVICE_COOKIE_SECRET"]["valueFrom"]["secretKeyRef"]
     secrets = {s["metadata"]["name"]: s for s in render() if s["kind"] == "Secret"}
     assert bytes.fromhex(secrets[cookie["name"]]["stringData"][cookie["key"]])
+
+
+def app_version() -> str:
+    chart: dict[str, Any] = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return str(chart["appVersion"])
+
+
+def test_the_default_image_is_this_projects(render: Render) -> None:
+    """Not another program's image (BinderHub's): the project's name, tagged with appVersion."""
+    from binderhub_service import __version__
+
+    assert app_version() == __version__
+    image = by_kind(render())["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.rsplit(":", 1) == ["ghcr.io/binderhub-service/binderhub-service", __version__]
+
+
+def test_probes_never_restart_for_another_services_outage(render: Render) -> None:
+    """Liveness and start-up ask livez; only readiness asks health (registry, Kubernetes)."""
+    container = by_kind(render())["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["startupProbe"]["httpGet"]["path"] == "/services/binder/livez"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/services/binder/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/services/binder/health"
+    startup = container["startupProbe"]
+    # Migrations run before the port opens: the start-up probe waits long for them.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    # health runs its checks with a 10 s timeout each: readiness waits for them.
+    assert container["readinessProbe"]["timeoutSeconds"] > 10
+
+
+def test_persistence_is_on_by_default(render: Render) -> None:
+    kinds = by_kind(render({"persistence": {"size": "5Gi", "storageClass": "ssd"}}))
+    claim = kinds["PersistentVolumeClaim"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "ssd",
+        "resources": {"requests": {"storage": "5Gi"}},
+    }
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}} in (
+        pod["volumes"]
+    )
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    # Where the image's BINDERHUB_SERVICE_DATA_DIR points, and the service's data_dir.
+    assert mounts["data"] == "/srv/binderhub-service/data"
+    config = service_config(render())
+    assert config["BinderHubService"]["data_dir"] == "/srv/binderhub-service/data"
+    dockerfile = (CHART.parents[1] / "Dockerfile").read_text()
+    assert "BINDERHUB_SERVICE_DATA_DIR=/srv/binderhub-service/data" in dockerfile
+
+
+def test_without_persistence_the_data_dir_is_an_empty_dir(render: Render) -> None:
+    kinds = by_kind(render({"persistence": {"enabled": False}}))
+    assert "PersistentVolumeClaim" not in kinds
+    volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "emptyDir": {}} in volumes
+
+
+def test_database_url_from_a_secret(render: Render, tmp_path: Path) -> None:
+    from traitlets.config import PyFileConfigLoader
+
+    manifests = render({"databaseUrlSecret": {"name": "bhs-db", "key": "url"}})
+    container = by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["BINDERHUB_SERVICE_DB_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "bhs-db", "key": "url"}
+    }
+    secret = by_kind(manifests)["Secret"]
+    (tmp_path / "config.py").write_text(secret["stringData"]["config.py"])
+    (tmp_path / "values.json").write_text(secret["stringData"]["values.json"])
+    url = "postgresql+asyncpg://u:p@db.example.org/binder"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BINDERHUB_SERVICE_DB_URL", url)
+        config = PyFileConfigLoader("config.py", path=str(tmp_path)).load_config()
+    assert config.BinderHubService.db_url == url
 
 
 def test_config_change_changes_the_checksum(render: Render) -> None:
@@ -145,19 +259,65 @@ def test_values_reach_the_service_config(render: Render) -> None:
     assert config["BinderHubService"] == {
         "image_prefix": "registry.example.org/binder/",
         "use_registry": True,
-        "base_url": "/services/binderhub-service/",
+        "base_url": "/services/binder/",
         "ip": "0.0.0.0",
         "port": 8585,
         "executor_class": "kubernetes",
+        "data_dir": "/srv/binderhub-service/data",
     }
     assert config["BuildManager"] == {"max_concurrent_builds": 7, "build_timeout": 900}
     executor = config["KubernetesExecutor"]
     assert executor["namespace"] == "binder"
     assert executor["build_image"] == "r2d:custom"
     assert executor["delete_finished_pods_after"] == 30
-    assert executor["docker_socket_host_path"] == "/var/run/dind/docker.sock"
+    assert executor["docker_socket_host_path"] == (
+        "/var/run/binderhub-service/binder-bhs/docker.sock"
+    )
     assert executor["extra_labels"] == {"app.kubernetes.io/instance": "bhs"}
     assert "registry_secret_name" not in executor
+    # No registry URL: none configured (the service then refuses to start).
+    assert "DockerRegistry" not in config
+
+
+def test_registry_url_reaches_the_service(render: Render) -> None:
+    """registry.url is DockerRegistry.url; image_prefix, left empty, is derived from it."""
+    config = service_config(render({"registry": {"url": "https://registry.example.org"}}))
+    assert config["DockerRegistry"] == {"url": "https://registry.example.org"}
+    assert "image_prefix" not in config["BinderHubService"]
+
+
+def test_image_prefix_derives_from_the_registry_url(render: Render, tmp_path: Path) -> None:
+    from binderhub_service.app import BinderHubService
+
+    secret = by_kind(render({"registry": {"url": "https://registry.example.org"}}))["Secret"]
+    (tmp_path / "config.py").write_text(secret["stringData"]["config.py"])
+    (tmp_path / "values.json").write_text(secret["stringData"]["values.json"])
+    app = BinderHubService(config_file=str(tmp_path / "config.py"))
+    app.load_config_file(app.config_file)
+    app.init_registry()
+    assert app.registry.url == "https://registry.example.org"
+    assert app.image_prefix == "registry.example.org/binder-"
+
+
+CHART_OWNED = [
+    ("config", "DockerRegistry", "url", "registry.url"),
+    ("config", "KubernetesExecutor", "namespace", "buildNamespace"),
+    ("config", "BinderHubService", "base_url", "jupyterhubServiceName"),
+    ("config", "BinderHubService", "db_url", "databaseUrlSecret"),
+    ("config", "BinderHubService", "data_dir", "persistence"),
+    ("extraConfig", "BinderHubService", "port", "service.port"),
+    ("extraConfig", "KubernetesExecutor", "docker_socket_host_path", "buildDaemon.socketHostDir"),
+]
+
+
+@pytest.mark.parametrize(("source", "cls", "trait", "use"), CHART_OWNED)
+def test_chart_owned_traits_are_refused(
+    helm: str, tmp_path: Path, source: str, cls: str, trait: str, use: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({source: {cls: {trait: "x"}}}))
+    error = helm_template_error(helm, values)
+    assert f"{source}.{cls}.{trait} is set by the chart: use {use} instead" in error
 
 
 def test_config_file_sets_traits(render: Render, tmp_path) -> None:
@@ -169,6 +329,7 @@ def test_config_file_sets_traits(render: Render, tmp_path) -> None:
     config = PyFileConfigLoader("config.py", path=str(tmp_path)).load_config()
     assert config.BinderHubService.port == 8585
     assert config.BinderHubService.executor_class == "kubernetes"
+    assert config.DockerRegistry.url == "https://registry.example.org"
     assert config.DockerRegistry.docker_config_path == (
         "/etc/binderhub-service-registry/config.json"
     )
@@ -190,6 +351,30 @@ def test_registry_credentials(render: Render) -> None:
     } in volumes
 
 
+def test_build_namespace(render: Render) -> None:
+    """Build pods, their Role, policy, daemon and registry Secret live in buildNamespace."""
+    manifests = render({**REGISTRY, "buildNamespace": "binder-builds"}, namespace="jhub")
+    where = {
+        (m["kind"], m["metadata"].get("namespace", "jhub"), m["metadata"]["name"])
+        for m in manifests
+    }
+    registry_secret = "bhs-binderhub-service-registry"
+    assert {
+        ("Role", "binder-builds", "bhs-binderhub-service"),
+        ("RoleBinding", "binder-builds", "bhs-binderhub-service"),
+        ("NetworkPolicy", "binder-builds", "bhs-binderhub-service-builds"),
+        ("DaemonSet", "binder-builds", "bhs-binderhub-service-build-daemon"),
+        ("Secret", "binder-builds", registry_secret),
+        ("Secret", "jhub", registry_secret),
+        ("Deployment", "jhub", "bhs-binderhub-service"),
+    } <= where
+    binding = by_kind(manifests)["RoleBinding"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "bhs-binderhub-service", "namespace": "jhub"}
+    ]
+    assert service_config(manifests)["KubernetesExecutor"]["namespace"] == "binder-builds"
+
+
 def test_without_daemonset(render: Render) -> None:
     kinds = by_kind(render(VALUE_SETS["no-daemonset"]))
     assert "DaemonSet" not in kinds
@@ -208,15 +393,111 @@ def test_daemonset_paths(render: Render) -> None:
     ]
 
 
-def test_network_policy_blocks_private_ranges(render: Render) -> None:
-    policy = by_kind(render(VALUE_SETS["custom-names"]))["NetworkPolicy"]
-    (internet,) = [rule for rule in policy["spec"]["egress"] if "ports" not in rule]
-    block = internet["to"][0]["ipBlock"]
-    assert block["cidr"] == "0.0.0.0/0"
-    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "203.0.113.10/32"} <= set(
-        block["except"]
-    )
+def test_daemonset_values(render: Render) -> None:
+    values = VALUE_SETS["custom-names"]["buildDaemon"]
+    spec = by_kind(render(VALUE_SETS["custom-names"]))["DaemonSet"]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["args"][-1] == "--registry-mirror=https://mirror.example.org"
+    assert container["resources"] == values["resources"]
+    assert spec["imagePullSecrets"] == [{"name": "hub-pull"}]
+    assert spec["affinity"] == values["affinity"]
+
+
+def test_pod_labels_annotations_and_pull_secrets(render: Render) -> None:
+    pod = by_kind(render(VALUE_SETS["custom-names"]))["Deployment"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["team"] == "images"
+    assert pod["metadata"]["annotations"]["example.org/owner"] == "images"
+    # Names and {name: ...} objects alike.
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "quay-pull"}, {"name": "mirror-pull"}]
+
+
+def egress(render: Render, rules: dict[str, bool] | None = None) -> list[dict[str, Any]]:
+    values = {"networkPolicy": {"egressAllowRules": rules or {}}}
+    policy = by_kind(render(values))["NetworkPolicy"]
     assert policy["spec"]["ingress"] == []
+    rules_out: list[dict[str, Any]] = policy["spec"]["egress"]
+    return rules_out
+
+
+def dns_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for rule in rules if {"port": 53, "protocol": "UDP"} in rule.get("ports", [])]
+
+
+def test_network_policy_defaults(render: Render) -> None:
+    rules = egress(render)
+    dns = dns_rules(rules)
+    # DNS is reachable wherever a cluster serves it: the metadata server (GKE
+    # Cloud DNS), kube-system pods (whatever their labels), private addresses
+    # (a ClusterIP kube-dns, NodeLocal DNSCache).
+    assert [rule["to"] for rule in dns] == [
+        [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+        [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        [
+            {"ipBlock": {"cidr": cidr}}
+            for cidr in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        ],
+    ]
+    (public,) = [rule for rule in rules if "ports" not in rule]
+    assert public["to"] == [
+        {
+            "ipBlock": {
+                "cidr": "0.0.0.0/0",
+                "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"],
+            }
+        },
+        {"ipBlock": {"cidr": "::/0", "except": ["fc00::/7", "fe80::/10"]}},
+    ]
+
+
+def test_network_policy_toggles(render: Render) -> None:
+    none = dict.fromkeys(
+        [
+            "dnsPortsCloudMetadataServer",
+            "dnsPortsKubeSystemNamespace",
+            "dnsPortsPrivateIPs",
+            "nonPrivateIPs",
+            "privateIPs",
+            "cloudMetadataServer",
+        ],
+        False,
+    )
+    assert egress(render, none) == []
+    assert egress(render, {**none, "privateIPs": True}) == [
+        {
+            "to": [
+                {"ipBlock": {"cidr": cidr}}
+                for cidr in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+            ]
+        }
+    ]
+    assert egress(render, {**none, "cloudMetadataServer": True}) == [
+        {
+            "to": [
+                {"ipBlock": {"cidr": "169.254.169.254/32"}},
+                {"ipBlock": {"cidr": "fd00:ec2::254/128"}},
+            ]
+        }
+    ]
+
+
+def test_network_policy_extra_blocked_and_allowed(render: Render) -> None:
+    registry = {"to": [{"ipBlock": {"cidr": "10.0.5.20/32"}}], "ports": [{"port": 443}]}
+    policy = by_kind(
+        render(
+            {
+                "networkPolicy": {
+                    "extraBlockedCidrs": ["203.0.113.10/32", "2001:db8::/32"],
+                    "extraEgress": [registry],
+                }
+            }
+        )
+    )["NetworkPolicy"]
+    rules = policy["spec"]["egress"]
+    (public,) = [rule for rule in rules if "ports" not in rule]
+    v4, v6 = (block["ipBlock"] for block in public["to"])
+    assert "203.0.113.10/32" in v4["except"]
+    assert "2001:db8::/32" in v6["except"]
+    assert rules[-1] == registry
 
 
 def test_custom_names(render: Render) -> None:
@@ -230,24 +511,118 @@ def test_custom_names(render: Render) -> None:
     assert config["KubernetesExecutor"]["sticky_builds"] is True
 
 
-def test_two_releases_have_distinct_names(render: Render) -> None:
-    first = {m["kind"] + "/" + m["metadata"]["name"] for m in render(release="one")}
-    second = {m["kind"] + "/" + m["metadata"]["name"] for m in render(release="two")}
-    assert len(first) == len(second) == 8
-    assert not first & second
+def host_paths(manifests: list[dict[str, Any]]) -> set[str]:
+    """Every node folder a release uses: its pods' hostPath volumes and its build pods' socket."""
+    paths = {
+        volume["hostPath"]["path"]
+        for manifest in manifests
+        if manifest["kind"] in ("DaemonSet", "Deployment")
+        for volume in manifest["spec"]["template"]["spec"].get("volumes", [])
+        if "hostPath" in volume
+    }
+    socket = service_config(manifests)["KubernetesExecutor"]["docker_socket_host_path"]
+    return {*paths, socket.rsplit("/", 1)[0]}
 
 
-def test_notes_print_the_hub_snippet(helm: str) -> None:
+def test_two_releases_share_no_name_or_host_path(render: Render) -> None:
+    values = {**REGISTRY, "buildNamespace": "builds"}
+    one = render(values, release="one", namespace="jhub")
+    two = render(values, release="two", namespace="jhub")
+
+    def names(manifests: list[dict[str, Any]]) -> set[str]:
+        return {
+            "/".join([m["kind"], m["metadata"].get("namespace", "jhub"), m["metadata"]["name"]])
+            for m in manifests
+        }
+
+    assert len(names(one)) == len(one) == len(two) == 11
+    assert not names(one) & names(two)
+    assert len(host_paths(one)) == 2
+    assert not host_paths(one) & host_paths(two)
+    # Each release finds only its own build pods and build daemons.
+    first, second = (service_config(m)["KubernetesExecutor"] for m in (one, two))
+    assert first["extra_labels"] != second["extra_labels"]
+    assert first["build_daemon_label_selector"] != second["build_daemon_label_selector"]
+
+
+def test_subchart_with_global_values(helm: str, tmp_path: Path) -> None:
+    """An umbrella chart (helm always passes `global`) renders this chart as a subchart."""
+    umbrella = tmp_path / "umbrella"
+    (umbrella / "charts").mkdir(parents=True)
+    shutil.copytree(CHART, umbrella / "charts" / "binderhub-service")
+    (umbrella / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "umbrella",
+                "version": "1.0.0",
+                "dependencies": [{"name": "binderhub-service", "version": "*"}],
+            }
+        )
+    )
+    (umbrella / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"imageRegistry": "mirror.example.org", "storageClass": "ssd"},
+                "binderhub-service": {"registry": {"url": "https://registry.example.org"}},
+            }
+        )
+    )
     result = subprocess.run(
-        [helm, "install", "bhs", str(CHART), "--dry-run=client", "--namespace", "binder"],
+        [helm, "template", "hub", str(umbrella), "--namespace", "jhub"],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    notes = result.stdout.split("NOTES:", 1)[1]
-    assert "url: http://bhs-binderhub-service:8585" in notes
-    assert "access:services!service=binderhub-service" in notes
-    assert "custom:binderhub-service:build" in notes
-    assert "kubectl get secret bhs-binderhub-service" in notes
+    manifests = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert "Deployment" in by_kind(manifests)
+    for manifest in manifests:
+        validate(manifest)
+
+
+def test_notes_print_the_howtos_hub_snippet(helm: str, tmp_path: Path) -> None:
+    """Step 4 of the how-to is what NOTES print for the values of step 2 (release bhs in jhub)."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(howto_values()))
+    notes = helm_notes(helm, values)
+    assert notes_snippet(notes) == howto_hub_values()
+    assert "kubectl get secret bhs-binderhub-service --namespace jhub" in notes
+    assert "interNamespaceAccessLabels" in notes
+    assert "WARNING" not in notes
+
+
+def test_notes_snippet_matches_the_service(render: Render, helm: str, tmp_path: Path) -> None:
+    """The snippet's service name, URL and scopes are those the rendered service uses."""
+    from binderhub_service.auth import ServiceAuth
+
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(howto_values()))
+    hub = notes_snippet(helm_notes(helm, values))["hub"]
+    manifests = render(howto_values(), namespace="jhub")
+    kinds = by_kind(manifests)
+    ((name, service),) = hub["services"].items()
+    assert name == "binder"
+    port = kinds["Service"]["spec"]["ports"][0]["port"]
+    assert service["url"] == f"http://{kinds['Service']['metadata']['name']}.jhub.svc:{port}"
+    env = {
+        e["name"]: e.get("value")
+        for e in kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["JUPYTERHUB_SERVICE_NAME"] == name
+    # JupyterHub registers a service's OAuth client under these, from its name.
+    assert env["JUPYTERHUB_CLIENT_ID"] == f"service-{name}"
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == f"/services/{name}/oauth_callback"
+    (role,) = hub["loadRoles"].values()
+    build_scope = ServiceAuth.build_scope.default_value
+    assert role["scopes"] == [f"access:services!service={name}", build_scope]
+    assert build_scope in hub["config"]["JupyterHub"]["custom_scopes"]
+
+
+def test_notes_warn_about_host_docker_and_a_missing_registry(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"buildDaemon": {"enabled": False}}))
+    notes = helm_notes(helm, values)
+    assert "registry.url is empty" in notes
+    assert "which no NetworkPolicy restricts" in notes

@@ -1,4 +1,4 @@
-"""The service image, built offline by .ci/build-service-image, answers /health and /versions."""
+"""The service image, built offline by .ci/build-service-image: its contents, /health, /versions."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
-IMAGE = "binderhub-service:test"
+from tests.service_image import service_image
 
 
 def free_port() -> int:
@@ -32,9 +31,54 @@ def get_json(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
+@pytest.fixture(scope="module")
+def image(docker_engine: None) -> str:
+    return service_image()
+
+
+def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "run", "--rm", "--network=none", "--entrypoint", "sh", image, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.docker
-def test_image_serves_health_and_versions(tmp_path: Path) -> None:
-    subprocess.run([str(ROOT / ".ci" / "build-service-image"), IMAGE], check=True, timeout=900)
+def test_image_runs_as_1000_from_a_working_directory_it_owns(image: str) -> None:
+    """A read-only root needs an absolute data directory (the chart mounts its volume there)."""
+    result = in_image(
+        image,
+        'id -u; id -g; pwd; stat -c %u:%g . "$BINDERHUB_SERVICE_DATA_DIR"; '
+        'echo "$BINDERHUB_SERVICE_DATA_DIR"',
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "1000",
+        "1000",
+        "/srv/binderhub-service",
+        "1000:1000",
+        "1000:1000",
+        "/srv/binderhub-service/data",
+    ]
+
+
+@pytest.mark.docker
+def test_image_has_git_and_ca_certificates_and_no_installer(image: str) -> None:
+    result = in_image(image, "git --version && test -s /etc/ssl/certs/ca-certificates.crt")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("git version")
+    for module in ("pip", "setuptools"):
+        for python in ("python3", "/opt/binderhub-service/bin/python"):
+            result = in_image(image, f"{python} -c 'import {module}'")
+            assert result.returncode != 0, f"{python} can import {module}"
+    assert in_image(image, "command -v pip pip3").stdout == ""
+
+
+@pytest.mark.docker
+def test_image_serves_health_and_versions(image: str, tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "config.py"
     config.write_text(
@@ -59,7 +103,7 @@ def test_image_serves_health_and_versions(tmp_path: Path) -> None:
             "--network=host",
             "--volume",
             f"{tmp_path}:/etc/binderhub-service:ro",
-            IMAGE,
+            image,
         ],
         check=True,
         timeout=60,

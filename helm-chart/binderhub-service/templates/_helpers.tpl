@@ -46,9 +46,43 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.registry.username }}true{{ end }}
 {{- end }}
 
-{{/* The base URL: configured, or where the hub's proxy routes the service. */}}
+{{/* The base URL: where the hub's proxy routes the service. */}}
 {{- define "binderhub-service.baseUrl" -}}
-{{- .Values.config.BinderHubService.base_url | default (printf "/services/%s/" .Values.jupyterhubServiceName) }}
+{{- printf "/services/%s/" .Values.jupyterhubServiceName }}
+{{- end }}
+
+{{/* The namespace build pods (and the build daemon) run in. */}}
+{{- define "binderhub-service.buildNamespace" -}}
+{{- .Values.buildNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* The data directory: the image's (BINDERHUB_SERVICE_DATA_DIR), where the volume is mounted. */}}
+{{- define "binderhub-service.dataDir" -}}
+/srv/binderhub-service/data
+{{- end }}
+
+{{/* A per-release folder name for host paths: NAMESPACE-RELEASE. */}}
+{{- define "binderhub-service.hostDirName" -}}
+{{- printf "%s-%s" .Release.Namespace .Release.Name }}
+{{- end }}
+
+{{- define "binderhub-service.socketHostDir" -}}
+{{- .Values.buildDaemon.socketHostDir | default (printf "/var/run/binderhub-service/%s" (include "binderhub-service.hostDirName" .)) | trimSuffix "/" }}
+{{- end }}
+
+{{- define "binderhub-service.storageHostPath" -}}
+{{- .Values.buildDaemon.storageHostPath | default (printf "/var/lib/binderhub-service/%s" (include "binderhub-service.hostDirName" .)) }}
+{{- end }}
+
+{{/* Image pull secrets, given as names or as {name: ...}, as a list of {name: ...}. */}}
+{{- define "binderhub-service.pullSecrets" -}}
+{{- range . }}
+{{- if kindIs "string" . }}
+- name: {{ . }}
+{{- else }}
+- name: {{ .name }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The API token shared with the hub: configured, kept from the Secret, or new. */}}
@@ -79,30 +113,76 @@ users stay logged in when the service restarts.
 {{- end }}
 
 {{/*
+Traits the chart decides, each with the value to set instead. Setting one under
+`config` or `extraConfig` fails the render with that value's name.
+*/}}
+{{- define "binderhub-service.chartOwnedTraits" -}}
+BinderHubService:
+  ip: service.port (the service listens on every address of its pod)
+  port: service.port
+  base_url: jupyterhubServiceName
+  executor_class: buildDaemon (the chart always builds in pods)
+  data_dir: persistence
+  db_url: databaseUrlSecret
+DockerRegistry:
+  url: registry.url
+  docker_config_path: registry.username and registry.password
+KubernetesExecutor:
+  namespace: buildNamespace
+  docker_socket_host_path: buildDaemon.socketHostDir
+  extra_labels: the release name (the chart labels build pods with it)
+  build_daemon_label_selector: buildDaemon.enabled
+  registry_secret_name: registry.username and registry.password
+{{- end }}
+
+{{- define "binderhub-service.checkConfig" -}}
+{{- $owned := include "binderhub-service.chartOwnedTraits" . | fromYaml }}
+{{- range $source := list "config" "extraConfig" }}
+{{- $values := index $.Values $source | default dict }}
+{{- range $class, $traits := $owned }}
+{{- $section := index $values $class | default dict }}
+{{- range $trait, $use := $traits }}
+{{- if hasKey $section $trait }}
+{{- fail (printf "%s.%s.%s is set by the chart: use %s instead" $source $class $trait $use) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The service's traitlets configuration, {Class: {trait: value}}: the values'
 `config`, what the chart itself decides, then `extraConfig` over both.
 */}}
 {{- define "binderhub-service.serviceConfig" -}}
-{{- $fullname := include "binderhub-service.fullname" . }}
+{{- include "binderhub-service.checkConfig" . }}
 {{- $chart := dict
   "BinderHubService" (dict
     "ip" "0.0.0.0"
     "port" (int .Values.service.port)
     "base_url" (include "binderhub-service.baseUrl" .)
-    "executor_class" "kubernetes")
+    "executor_class" "kubernetes"
+    "data_dir" (include "binderhub-service.dataDir" .))
   "KubernetesExecutor" (dict
-    "namespace" .Release.Namespace
-    "docker_socket_host_path" (printf "%s/docker.sock" (trimSuffix "/" .Values.buildDaemon.socketHostDir))
+    "namespace" (include "binderhub-service.buildNamespace" .)
+    "docker_socket_host_path" (printf "%s/docker.sock" (include "binderhub-service.socketHostDir" .))
     "extra_labels" (dict "app.kubernetes.io/instance" .Release.Name)
     "build_daemon_label_selector" (printf "component=binderhub-build-daemon,app.kubernetes.io/instance=%s" .Release.Name))
+  "DockerRegistry" (dict)
 }}
+{{- if .Values.registry.url }}
+{{- $_ := set $chart.DockerRegistry "url" .Values.registry.url }}
+{{- end }}
 {{- if include "binderhub-service.hasRegistryCredentials" . }}
 {{- $_ := set $chart.KubernetesExecutor "registry_secret_name" (include "binderhub-service.registrySecretName" .) }}
-{{- $_ := set $chart "DockerRegistry" (dict "docker_config_path" "/etc/binderhub-service-registry/config.json") }}
+{{- $_ := set $chart.DockerRegistry "docker_config_path" "/etc/binderhub-service-registry/config.json" }}
 {{- end }}
 {{- $config := mergeOverwrite (deepCopy .Values.config) $chart (deepCopy .Values.extraConfig) }}
-{{- if not $config.DockerRegistry.url }}
-{{- $_ := unset $config.DockerRegistry "url" }}
+{{- if not $config.BinderHubService.image_prefix }}
+{{- $_ := unset $config.BinderHubService "image_prefix" }}
+{{- end }}
+{{- if not $config.DockerRegistry }}
+{{- $_ := unset $config "DockerRegistry" }}
 {{- end }}
 {{- toJson $config }}
 {{- end }}
