@@ -126,8 +126,8 @@ def test_role_grants_only_pods_and_build_secrets(render: Render) -> None:
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        # A build's git credential: created and deleted, never read back.
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
+        # A build's git credential: created, owned by its pod (patch), deleted; never read.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]},
     ]
 
 

@@ -18,7 +18,9 @@ from binderhub_service.executors.pod import (
     label_value,
     make_build_pod,
     make_git_credential_secret,
+    owner_reference_patch,
     pick_sticky_node,
+    selector_labels,
 )
 from binderhub_service.repo2docker import Repo2DockerOptions, build_args
 
@@ -47,7 +49,7 @@ def minimal_pod() -> dict[str, Any]:
         "metadata": {
             "name": NAME,
             "labels": {
-                "component": "binderhub-build",
+                "component": "binderhub-service-build",
                 "binderhub-service/build-id": "b1",
                 "app.kubernetes.io/name": "binderhub-service",
                 "app.kubernetes.io/component": "build",
@@ -178,7 +180,7 @@ def test_sticky_node_adds_preferred_affinity_to_given_affinity(assert_valid: Val
                     "weight": 50,
                     "podAffinityTerm": {
                         "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": {"component": "binderhub-build"}},
+                        "labelSelector": {"matchLabels": {"component": "binderhub-service-build"}},
                     },
                 }
             ]
@@ -300,7 +302,7 @@ def test_label_value(build_id: str, expected: str) -> None:
 def test_label_selector_of_build_labels() -> None:
     labels = build_pod_labels("b1", {"app.kubernetes.io/instance": "bhs"})
     assert label_selector({"component": labels["component"], "z": "1", "a": "2"}) == (
-        "a=2,component=binderhub-build,z=1"
+        "a=2,component=binderhub-service-build,z=1"
     )
 
 
@@ -349,9 +351,8 @@ def test_pod_reads_the_git_credential_from_its_secret(assert_valid: Validate) ->
 
 
 def test_git_credential_secret(assert_valid: Validate) -> None:
-    created = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
-    created["metadata"]["uid"] = "0f1e2d3c-0000-4000-8000-000000000001"
-    secret = make_git_credential_secret(created, "username=u\\npassword=p")
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
+    secret = make_git_credential_secret(pod, "username=u\\npassword=p")
     assert secret == {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -359,6 +360,20 @@ def test_git_credential_secret(assert_valid: Validate) -> None:
             "name": f"{NAME}-git-credential",
             "namespace": "binder",
             "labels": minimal_pod()["metadata"]["labels"],
+        },
+        "type": "Opaque",
+        "stringData": {"GIT_CREDENTIAL_ENV": "username=u\\npassword=p"},
+    }
+    assert len(secret["metadata"]["name"]) <= 253
+    assert_valid(secret)
+
+
+def test_owner_reference_patch(assert_valid: Validate) -> None:
+    created = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
+    created["metadata"]["uid"] = "0f1e2d3c-0000-4000-8000-000000000001"
+    patch = owner_reference_patch(created)
+    assert patch == {
+        "metadata": {
             "ownerReferences": [
                 {
                     "apiVersion": "v1",
@@ -366,10 +381,21 @@ def test_git_credential_secret(assert_valid: Validate) -> None:
                     "name": NAME,
                     "uid": "0f1e2d3c-0000-4000-8000-000000000001",
                 }
-            ],
-        },
-        "type": "Opaque",
-        "stringData": {"GIT_CREDENTIAL_ENV": "username=u\\npassword=p"},
+            ]
+        }
     }
-    assert len(secret["metadata"]["name"]) <= 253
-    assert_valid(secret)
+    secret = make_git_credential_secret(created, "x")
+    assert_valid({**secret, "metadata": {**secret["metadata"], **patch["metadata"]}})
+
+
+def test_pod_names_and_labels_are_scoped_by_installation() -> None:
+    """Two installations never share a pod name, and select only their own pods."""
+    names = {build_pod_name(R2D.repo_url, R2D.ref, instance) for instance in ("", "a", "b")}
+    assert len(names) == 3
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, instance="a"))
+    assert pod["metadata"]["name"] == build_pod_name(R2D.repo_url, R2D.ref, "a")
+    assert selector_labels("a") == {
+        "component": "binderhub-service-build",
+        "app.kubernetes.io/instance": "a",
+    }
+    assert selector_labels("a").items() <= pod["metadata"]["labels"].items()

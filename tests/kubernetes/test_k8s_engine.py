@@ -1,0 +1,116 @@
+"""Build pods from the executor's spec run as real containers on the Docker engine.
+
+The API server is emulated (tests/kubernetes/api_server.py); a test kubelet
+(engine_kubelet.py) runs each build pod the executor creates with the real
+engine, as a kubelet would, and reports its real outcome. The container runs
+a stand-in for repo2docker (a shell script in the base image) that checks what
+the pod gives it: the Docker socket from its hostPath volume, the git
+credential from its Secret, its user and capabilities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from api_server import ClusterEmulator
+from engine_kubelet import EngineKubelet
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder
+
+from binderhub_service.errors import BuildFailed
+from binderhub_service.executors.base import BuildRequest
+from binderhub_service.executors.kubernetes import KubernetesExecutor
+from binderhub_service.executors.pod import build_pod_name
+
+pytestmark = pytest.mark.docker
+
+REQUEST = BuildRequest(
+    build_id="b1",
+    provider="git",
+    repo_url="https://git.example.org/org/repo",
+    ref="c" * 40,
+    image_name="registry.example.org/binder/org-repo:c",
+    push=True,
+    git_credential="username=x\\npassword=not-for-the-log",
+)
+POD = build_pod_name(REQUEST.repo_url, REQUEST.ref)
+
+# Stands in for repo2docker: JSON log lines about what the pod gave it.
+SCRIPT = r"""
+say() { printf '{"phase": "%s", "message": "%s\\n"}\n' "$1" "$2"; }
+say fetching "uid $(id -u)"
+[ -S /var/run/docker.sock ] && say building "docker socket mounted"
+say building "credential of ${#GIT_CREDENTIAL_ENV} characters"
+grep -q '^CapEff:[[:space:]]*0*$' /proc/self/status && say building "no capabilities"
+say pushing "done, exit $EXIT_CODE"
+exit "$EXIT_CODE"
+"""
+
+
+@pytest.fixture
+async def engine_executor(
+    emulator: EmulatorProxy, base_image: str
+) -> AsyncIterator[KubernetesExecutor]:
+    executor = KubernetesExecutor(
+        api_url=emulator.url,
+        namespace=NAMESPACE,
+        build_image=base_image,
+        build_command=["sh", "-c", SCRIPT, "repo2docker"],
+        docker_socket_host_path="/var/run/docker.sock",
+        run_as_user=1000,
+        run_as_group=1000,
+        watch_retry_delay=0.05,
+        log_drain_timeout=10,
+    )
+    try:
+        yield executor
+    finally:
+        await executor.shutdown()
+
+
+@pytest.fixture
+async def engine_kubelet(
+    kubelet: Kubelet, kmock: ClusterEmulator, tmp_path: Path
+) -> AsyncIterator[EngineKubelet]:
+    runner = EngineKubelet(kubelet, kmock, tmp_path, NAMESPACE)
+    try:
+        yield runner
+    finally:
+        await runner.remove_all()
+
+
+@pytest.mark.parametrize("exit_code", [0, 3])
+async def test_a_build_pod_runs_on_the_engine(
+    engine_executor: KubernetesExecutor,
+    engine_kubelet: EngineKubelet,
+    pod_logs,
+    exit_code: int,
+) -> None:
+    """The pod's spec runs as a container; its log and exit code make the build's outcome.
+
+    The API server is emulated; the container really runs on the engine.
+    """
+    engine_executor.build_env = {"EXIT_CODE": str(exit_code)}
+    logs = pod_logs(POD)
+    emit = Recorder()
+    build = asyncio.create_task(engine_executor.run(REQUEST, emit))
+    kubelet = asyncio.create_task(engine_kubelet.run(POD, logs))
+    assert await asyncio.wait_for(kubelet, 120) == exit_code
+    if exit_code == 0:
+        await asyncio.wait_for(build, 30)
+    else:
+        with pytest.raises(BuildFailed, match=f"exited with code {exit_code}") as failed:
+            await asyncio.wait_for(build, 30)
+    messages = emit.messages
+    assert "uid 1000" in messages
+    assert "docker socket mounted" in messages
+    length = len(REQUEST.git_credential or "")
+    assert f"credential of {length} characters" in messages
+    assert "no capabilities" in messages
+    assert f"done, exit {exit_code}" in messages
+    assert not any("not-for-the-log" in message for message in messages)
+    if exit_code:
+        # The kubelet's termination message (the log's end) explains the failure.
+        assert "done, exit 3" in str(failed.value)
