@@ -21,10 +21,11 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
-from ..providers.credentials import GIT_CREDENTIAL_ENV, git_credential_env
+from ..fetch import source_provider
 from ..repo2docker import parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 from .pod import (
+    BUILD_COMMAND,
     BUILD_ID_ANNOTATION,
     COMPONENT_LABEL,
     CONTAINER_NAME,
@@ -32,6 +33,7 @@ from .pod import (
     INSTANCE_LABEL,
     REF_ANNOTATION,
     REPO_ANNOTATION,
+    SERVICE_IMAGE,
     BuildPodOptions,
     build_pod_name,
     git_credential_secret_name,
@@ -135,21 +137,22 @@ class KubernetesExecutor(BuildExecutor):
             return "default"
 
     build_image = Unicode(
-        "quay.io/jupyterhub/repo2docker:2025.12.0",
-        help="""The repo2docker image build pods run.
+        SERVICE_IMAGE,
+        help=f"""The image build pods run: this project's service image (it holds the
+        service, repo2docker, git, the docker CLI and its buildx plugin). The chart sets
+        it to the image it runs the service with.
 
-        Default: ``quay.io/jupyterhub/repo2docker:2025.12.0``. Its tag is the
-        builder version the service reports.
+        Default: ``{SERVICE_IMAGE}``. Its tag is the builder version the service reports.
         """,
     ).tag(config=True)
 
     build_command = List(
         Unicode(),
-        ["jupyter-repo2docker"],
-        help="""The repo2docker executable in the build image, with any leading arguments.
-
-        Passed as the container's ``args``, so the image's entrypoint still runs;
-        repo2docker's options follow. Default: ``["jupyter-repo2docker"]``.
+        list(BUILD_COMMAND),
+        minlen=1,
+        help=f"""The command build pods run (the container's ``command``; the build spec,
+        JSON, is its one argument): it fetches, runs repo2docker and pushes, see
+        ``binderhub_service.pod_build``. Default: ``{list(BUILD_COMMAND)}``.
         """,
     ).tag(config=True)
 
@@ -464,17 +467,14 @@ class KubernetesExecutor(BuildExecutor):
     async def pod_options(self, request: BuildRequest, api: PodApi) -> BuildPodOptions:
         """The options of ``request``'s build pod, from this executor's configuration."""
         sticky_node = await self._sticky_node(api, request.repo_url) if self.sticky_builds else None
-        env = dict(self.build_env)
         secret_name = None
         if request.git_credential:
-            # Only the credential is secret: the pod reads it from the build's
-            # Secret; the git configuration that scopes it to the origin is plain.
-            git_env = git_credential_env(request.git_credential, request.repo_url)
-            env.update({k: v for k, v in git_env.items() if k != GIT_CREDENTIAL_ENV})
+            # The pod's fetch step reads the credential from the build's Secret.
             secret_name = git_credential_secret_name(self._pod_name(request))
         return BuildPodOptions(
             build_id=request.build_id,
             repo2docker=self.repo2docker_options(request),
+            content_provider=source_provider(request.content_providers),
             instance=self.instance,
             image=self.build_image,
             command=tuple(self.build_command),
@@ -482,7 +482,7 @@ class KubernetesExecutor(BuildExecutor):
             docker_socket_host_path=self.docker_socket_host_path,
             registry_secret_name=self.registry_secret_name or None,
             registry_secret_key=self.registry_secret_key,
-            env=env,
+            env=dict(self.build_env),
             resources=self.resources,
             node_selector=self.node_selector,
             tolerations=tuple(self.tolerations),

@@ -16,8 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
+from ..pod_build import BuildSpec
+from ..providers.base import GIT_CONTENT_PROVIDER
 from ..providers.credentials import GIT_CREDENTIAL_ENV
-from ..repo2docker import Repo2DockerOptions, build_args
+from ..repo2docker import Repo2DockerOptions
 
 # The label every build pod carries; find and watch build pods by it. The
 # value is this project's own: BinderHub's (``binderhub-build``) is cleaned up
@@ -36,8 +39,13 @@ IMAGE_ANNOTATION = ANNOTATION_PREFIX + "image"
 BUILD_ID_ANNOTATION = ANNOTATION_PREFIX + "build-id"
 
 CONTAINER_NAME = "repo2docker"
+# The image build pods run: this project's own (repo2docker, git, the docker CLI, buildx).
+SERVICE_IMAGE = f"ghcr.io/binderhub-service/binderhub-service:{__version__}"
+BUILD_COMMAND = ("python", "-m", "binderhub_service.pod_build")
 DOCKER_SOCKET_PATH = "/var/run/docker.sock"
 DOCKER_CONFIG_DIR = "/etc/binderhub-service/docker"
+# The pod's emptyDir: the build's checkout, repo2docker's home and config.
+TMP_DIR = "/tmp"
 
 _NAME_MAX = 63
 _HASH_LENGTH = 10
@@ -47,17 +55,19 @@ _HASH_LENGTH = 10
 class BuildPodOptions:
     """Everything that decides one build pod's manifest.
 
-    ``repo2docker`` holds the build itself (repository, ref, image name, push);
-    the other fields say where and how the pod runs. Mappings and sequences are
-    copied into the manifest, never shared with it.
+    ``repo2docker`` holds the build itself (repository, ref, image name, push)
+    and ``content_provider`` what fetches it; ``env`` is repo2docker's extra
+    environment (never the pod's); the other fields say where and how the pod
+    runs. Mappings and sequences are copied into the manifest, never shared with it.
     """
 
     build_id: str
     repo2docker: Repo2DockerOptions
     # The installation (Helm release) the pod belongs to: scopes its name and labels.
     instance: str = ""
-    image: str = "quay.io/jupyterhub/repo2docker:2025.12.0"
-    command: tuple[str, ...] = ("jupyter-repo2docker",)
+    content_provider: str = GIT_CONTENT_PROVIDER
+    image: str = SERVICE_IMAGE
+    command: tuple[str, ...] = BUILD_COMMAND
     namespace: str | None = None
     docker_socket_host_path: str = "/var/run/dind/docker.sock"
     registry_secret_name: str | None = None
@@ -176,9 +186,13 @@ def _volumes(options: BuildPodOptions) -> tuple[list[dict[str, Any]], list[dict[
         {
             "name": "docker-socket",
             "hostPath": {"path": options.docker_socket_host_path, "type": "Socket"},
-        }
+        },
+        {"name": "build-tmp", "emptyDir": {}},
     ]
-    mounts: list[dict[str, Any]] = [{"name": "docker-socket", "mountPath": DOCKER_SOCKET_PATH}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "docker-socket", "mountPath": DOCKER_SOCKET_PATH},
+        {"name": "build-tmp", "mountPath": TMP_DIR},
+    ]
     if options.registry_secret_name:
         volumes.append(
             {
@@ -194,12 +208,10 @@ def _volumes(options: BuildPodOptions) -> tuple[list[dict[str, Any]], list[dict[
 
 
 def _env(options: BuildPodOptions) -> list[dict[str, Any]]:
+    """The pod's environment: the engine, and the git credential the fetch step reads."""
     env: dict[str, dict[str, Any]] = {
-        name: {"name": name, "value": value} for name, value in options.env.items()
+        "DOCKER_HOST": {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET_PATH}"}
     }
-    env["DOCKER_HOST"] = {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET_PATH}"}
-    if options.registry_secret_name:
-        env["DOCKER_CONFIG"] = {"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG_DIR}
     if options.git_credential_secret_name:
         secret_ref = {"name": options.git_credential_secret_name, "key": GIT_CREDENTIAL_ENV}
         env[GIT_CREDENTIAL_ENV] = {
@@ -209,15 +221,26 @@ def _env(options: BuildPodOptions) -> list[dict[str, Any]]:
     return [env[name] for name in sorted(env)]
 
 
+def build_spec(options: BuildPodOptions) -> BuildSpec:
+    """What the pod's :mod:`~binderhub_service.pod_build` is told to build (nothing secret)."""
+    return BuildSpec(
+        repo2docker=options.repo2docker,
+        content_provider=options.content_provider,
+        registry_config_dir=DOCKER_CONFIG_DIR if options.registry_secret_name else None,
+        env=dict(options.env),
+    )
+
+
 def make_build_pod(options: BuildPodOptions) -> dict[str, Any]:
-    """The manifest of the pod that runs one repo2docker build."""
+    """The manifest of the pod that fetches, builds and pushes one image (see pod_build)."""
     r2d = options.repo2docker
     pod_security, container_security = _security_context(options)
     volumes, mounts = _volumes(options)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": options.image,
-        "args": [*options.command, *build_args(r2d)],
+        "command": list(options.command),
+        "args": [build_spec(options).to_json()],
         "env": _env(options),
         "volumeMounts": mounts,
         "securityContext": container_security,

@@ -173,6 +173,20 @@ def test_the_default_image_is_this_projects(render: Render) -> None:
     assert image.rsplit(":", 1) == ["ghcr.io/binderhub-service/binderhub-service", __version__]
 
 
+def test_build_pods_run_the_services_own_image(render: Render) -> None:
+    """The build image is the image the chart runs the service with, unless configured."""
+    from binderhub_service.executors.pod import SERVICE_IMAGE
+
+    def build_image(values: dict[str, Any]) -> str:
+        return service_config(render(values))["KubernetesExecutor"]["build_image"]
+
+    assert build_image({}) == SERVICE_IMAGE
+    image = {"repository": "registry.example.org/bhs", "tag": "1.2"}
+    assert build_image({"image": image}) == "registry.example.org/bhs:1.2"
+    configured = {"config": {"KubernetesExecutor": {"build_image": "bhs:mine"}}}
+    assert build_image({"image": image, **configured}) == "bhs:mine"
+
+
 def test_probes_never_restart_for_another_services_outage(render: Render) -> None:
     """Liveness and start-up ask livez; only readiness asks health (registry, Kubernetes)."""
     container = by_kind(render())["Deployment"]["spec"]["template"]["spec"]["containers"][0]

@@ -37,9 +37,11 @@ REQUEST = BuildRequest(
 )
 POD = build_pod_name(REQUEST.repo_url, REQUEST.ref)
 
-# Stands in for repo2docker: JSON log lines about what the pod gave it.
+# Stands in for pod_build: JSON log lines about what the pod gave it. Its one
+# argument is the build spec, whose env (the operator's build_env) names the exit code.
 SCRIPT = r"""
 say() { printf '{"phase": "%s", "message": "%s\\n"}\n' "$1" "$2"; }
+case "$1" in *'"EXIT_CODE": "3"'*) EXIT_CODE=3 ;; *) EXIT_CODE=0 ;; esac
 say fetching "uid $(id -u)"
 [ -S /var/run/docker.sock ] && say building "docker socket mounted"
 say building "credential of ${#GIT_CREDENTIAL_ENV} characters"

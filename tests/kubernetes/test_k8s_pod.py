@@ -22,7 +22,8 @@ from binderhub_service.executors.pod import (
     pick_sticky_node,
     selector_labels,
 )
-from binderhub_service.repo2docker import Repo2DockerOptions, build_args
+from binderhub_service.pod_build import BuildSpec, parse_spec
+from binderhub_service.repo2docker import Repo2DockerOptions
 
 Validate = Callable[[dict[str, Any]], None]
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -34,6 +35,7 @@ R2D = Repo2DockerOptions(
     push=True,
 )
 NAME = build_pod_name(R2D.repo_url, R2D.ref)
+GIT = "repo2docker.contentproviders.Git"
 TOLERATION = {
     "key": "hub.jupyter.org/dedicated",
     "operator": "Equal",
@@ -68,11 +70,13 @@ def minimal_pod() -> dict[str, Any]:
             "containers": [
                 {
                     "name": "repo2docker",
-                    "image": "quay.io/jupyterhub/repo2docker:2025.12.0",
-                    "args": ["jupyter-repo2docker", *build_args(R2D)],
+                    "image": "ghcr.io/binderhub-service/binderhub-service:0.1.0.dev0",
+                    "command": ["python", "-m", "binderhub_service.pod_build"],
+                    "args": [BuildSpec(repo2docker=R2D, content_provider=GIT).to_json()],
                     "env": [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}],
                     "volumeMounts": [
-                        {"name": "docker-socket", "mountPath": "/var/run/docker.sock"}
+                        {"name": "docker-socket", "mountPath": "/var/run/docker.sock"},
+                        {"name": "build-tmp", "mountPath": "/tmp"},
                     ],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
@@ -85,7 +89,8 @@ def minimal_pod() -> dict[str, Any]:
                 {
                     "name": "docker-socket",
                     "hostPath": {"path": "/var/run/dind/docker.sock", "type": "Socket"},
-                }
+                },
+                {"name": "build-tmp", "emptyDir": {}},
             ],
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "tolerations": [],
@@ -103,8 +108,8 @@ def test_full_pod(assert_valid: Validate) -> None:
     options = BuildPodOptions(
         build_id="b1",
         repo2docker=R2D,
-        image="quay.io/jupyterhub/repo2docker:2025.08.0",
-        command=("repo2docker",),
+        image="binderhub-service:custom",
+        command=("binderhub-pod-build",),
         namespace="binder",
         docker_socket_host_path="/run/dind/docker.sock",
         registry_secret_name="bhs-registry",
@@ -128,12 +133,17 @@ def test_full_pod(assert_valid: Validate) -> None:
     expected["metadata"]["annotations"]["example.org/team"] = "data"
     spec = expected["spec"]
     container = spec["containers"][0]
-    container["image"] = "quay.io/jupyterhub/repo2docker:2025.08.0"
-    container["args"][0] = "repo2docker"
-    container["env"] = [
-        {"name": "DOCKER_CONFIG", "value": "/etc/binderhub-service/docker"},
-        {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
-        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+    container["image"] = "binderhub-service:custom"
+    container["command"] = ["binderhub-pod-build"]
+    # The registry credentials and the operator's environment are the spec's to place:
+    # the pod's environment has neither.
+    container["args"] = [
+        BuildSpec(
+            repo2docker=R2D,
+            content_provider=GIT,
+            registry_config_dir="/etc/binderhub-service/docker",
+            env={"GIT_TERMINAL_PROMPT": "0"},
+        ).to_json()
     ]
     container["volumeMounts"].append(
         {"name": "docker-config", "mountPath": "/etc/binderhub-service/docker", "readOnly": True}
@@ -237,11 +247,15 @@ def test_root_user_is_not_marked_non_root(assert_valid: Validate) -> None:
     assert_valid(pod)
 
 
-def test_arguments_come_from_the_repo2docker_module() -> None:
+def test_the_one_argument_is_the_build_spec() -> None:
     r2d = replace(R2D, push=False, config_file="/etc/r2d/config.py", extra_args=("--debug",))
-    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=r2d))
-    assert pod["spec"]["containers"][0]["args"] == ["jupyter-repo2docker", *build_args(r2d)]
-    assert pod["spec"]["containers"][0]["args"][-2:] == ["--", R2D.repo_url]
+    zenodo = "repo2docker.contentproviders.Zenodo"
+    options = BuildPodOptions(build_id="b1", repo2docker=r2d, content_provider=zenodo)
+    [arg] = make_build_pod(options)["spec"]["containers"][0]["args"]
+    spec = parse_spec(arg)
+    assert spec.repo2docker == r2d
+    assert spec.content_provider == zenodo
+    assert spec.registry_config_dir is None
 
 
 def test_options_are_not_shared_with_the_manifest() -> None:
@@ -333,14 +347,12 @@ def test_pod_reads_the_git_credential_from_its_secret(assert_valid: Validate) ->
     options = BuildPodOptions(
         build_id="b1",
         repo2docker=R2D,
-        env={"GIT_CONFIG_COUNT": "1"},
         git_credential_secret_name=secret,
     )
     pod = make_build_pod(options)
     expected = minimal_pod()
     expected["spec"]["containers"][0]["env"] = [
         {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
-        {"name": "GIT_CONFIG_COUNT", "value": "1"},
         {
             "name": "GIT_CREDENTIAL_ENV",
             "valueFrom": {"secretKeyRef": {"name": secret, "key": "GIT_CREDENTIAL_ENV"}},
