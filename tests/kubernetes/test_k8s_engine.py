@@ -2,17 +2,21 @@
 
 The API server is emulated (tests/kubernetes/api_server.py); a test kubelet
 (engine_kubelet.py) runs each build pod the executor creates with the real
-engine, as a kubelet would, and reports its real outcome. The container runs
-a stand-in for repo2docker (a shell script in the base image) that checks what
-the pod gives it: the Docker socket from its hostPath volume, the git
-credential from its Secret, its user and capabilities.
+engine, as a kubelet would, and reports its real outcome. One test's container
+runs a stand-in for pod_build (a shell script in the base image) that checks
+what the pod gives it: the Docker socket from its hostPath volume, the git
+credential from its Secret, its user and capabilities. Another runs the real
+pod_build of the service image against a git daemon and a hostile repository.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_server import ClusterEmulator
@@ -23,6 +27,7 @@ from binderhub_service.errors import BuildFailed
 from binderhub_service.executors.base import BuildRequest
 from binderhub_service.executors.kubernetes import KubernetesExecutor
 from binderhub_service.executors.pod import build_pod_name
+from tests.service_image import service_image
 
 pytestmark = pytest.mark.docker
 
@@ -116,3 +121,37 @@ async def test_a_build_pod_runs_on_the_engine(
     if exit_code:
         # The kubelet's termination message (the log's end) explains the failure.
         assert "done, exit 3" in str(failed.value)
+
+
+async def test_a_hostile_repository_fails_in_a_real_build_pod(
+    engine_executor: KubernetesExecutor,
+    engine_kubelet: EngineKubelet,
+    pod_logs,
+    git_server: Any,
+) -> None:
+    """The service image's pod_build refuses ``apt.txt -> /proc/self/environ``; no secret leaks.
+
+    The API server is emulated; the pod really runs the service image on the engine and
+    clones from a git daemon on loopback, with a planted git credential from its Secret.
+    """
+    git_server.make_repo("pod-hostile", {"README.md": "hostile\n"})
+    os.symlink("/proc/self/environ", git_server.root / "work" / "pod-hostile" / "apt.txt")
+    url, sha = git_server.make_repo("pod-hostile", {})
+    request = replace(REQUEST, repo_url=url, ref=sha)
+    name = build_pod_name(url, sha)
+    engine_executor.build_image = service_image()
+    engine_executor.build_command = ["python", "-m", "binderhub_service.pod_build"]
+    logs = pod_logs(name)
+    emit = Recorder()
+    build = asyncio.create_task(engine_executor.run(request, emit))
+    kubelet = asyncio.create_task(engine_kubelet.run(name, logs))
+    assert await asyncio.wait_for(kubelet, 120) == 1
+    with pytest.raises(BuildFailed) as failed:
+        await asyncio.wait_for(build, 30)
+    messages = emit.messages
+    assert any(message.startswith("Fetching") for message in messages)
+    assert any("apt.txt" in message for message in messages)
+    pod_log = "\n".join(line for _, line in logs.lines)
+    for text in (*messages, str(failed.value), pod_log):
+        assert "not-for-the-log" not in text
+    assert "GIT_CREDENTIAL_ENV" not in pod_log
