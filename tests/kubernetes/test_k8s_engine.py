@@ -155,3 +155,58 @@ async def test_a_hostile_repository_fails_in_a_real_build_pod(
     for text in (*messages, str(failed.value), pod_log):
         assert "not-for-the-log" not in text
     assert "GIT_CREDENTIAL_ENV" not in pod_log
+
+
+async def test_a_real_build_pod_builds_an_image(
+    engine_executor: KubernetesExecutor,
+    engine_kubelet: EngineKubelet,
+    pod_logs,
+    git_server: Any,
+    base_image: str,
+    registry: Any,
+) -> None:
+    """The service image's pod_build fetches, repo2docker builds the checkout, docker pushes.
+
+    The API server is emulated; the pod runs on the engine, clones from a git daemon on
+    loopback, builds with the engine through the socket and pushes to a real registry on
+    loopback (anonymous: the pod has no registry Secret).
+    """
+    # COPY, not RUN: RUN steps need a network, and this engine has no bridge (and the
+    # pod has no repo2docker config to give builds --network=none).
+    files = {
+        "Dockerfile": f'FROM {base_image}\nCOPY hello.txt /hello.txt\nCMD ["cat", "/hello.txt"]\n',
+        "hello.txt": "hello from a pod\n",
+    }
+    url, sha = git_server.make_repo("pod-hello", files)
+    image = f"{registry.host}/pod-hello:{sha}"
+    request = replace(REQUEST, repo_url=url, ref=sha, image_name=image)
+    name = build_pod_name(url, sha)
+    engine_executor.build_image = service_image()
+    engine_executor.build_command = ["python", "-m", "binderhub_service.pod_build"]
+    engine_executor.supplemental_groups = [os.stat("/var/run/docker.sock").st_gid]
+    logs = pod_logs(name)
+    emit = Recorder()
+    build = asyncio.create_task(engine_executor.run(request, emit))
+    kubelet = asyncio.create_task(engine_kubelet.run(name, logs))
+    try:
+        assert await asyncio.wait_for(kubelet, 600) == 0, "\n".join(emit.messages)
+        await asyncio.wait_for(build, 30)
+        proc = await asyncio.create_subprocess_exec(
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            request.image_name,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert out.decode().strip() == "hello from a pod"
+        assert sha in registry.tags("pod-hello")
+        assert any(message.startswith(f"Pushing {image}") for message in emit.messages)
+        assert "not-for-the-log" not in "\n".join(line for _, line in logs.lines)
+    finally:
+        remove = await asyncio.create_subprocess_exec(
+            "docker", "rmi", "--force", request.image_name, stdout=asyncio.subprocess.DEVNULL
+        )
+        await remove.wait()
