@@ -531,7 +531,7 @@ class BinderHubService(Application):
         except ServiceError as e:
             self.log.critical("%s", e.message)
             self.exit(1)
-        await self.executor.recover()
+        # Records first: builds reattached are then not cleaned up as leftovers.
         try:
             await self.start_store()
         except (OSError, SQLAlchemyError) as e:
@@ -541,6 +541,7 @@ class BinderHubService(Application):
                 trait_error_message(e).split(" [SQL:")[0],
             )
             self.exit(1)
+        await self.executor.recover()
         server = self.http_server()
         server.add_sockets(sockets)
         self.log.info(

@@ -104,11 +104,12 @@ def docker_run_args(spec: BuildContainer) -> list[str]:
     return args
 
 
-def repo2docker_config(with_operator_config: bool) -> str:
-    """The build's repo2docker config: the operator's, then the checkout as a local folder."""
+def repo2docker_config(operator_config: str | None) -> str:
+    """The build's repo2docker config: the operator's (at path ``operator_config``, if any),
+    then the checkout as a local folder."""
     lines = ["from repo2docker.contentproviders import Local"]
-    if with_operator_config:
-        lines.append(f"load_subconfig({OPERATOR_CONFIG_FILE!r})")
+    if operator_config:
+        lines.append(f"load_subconfig({operator_config!r})")
     # The service fetched the repository: repo2docker only reads the folder.
     lines.append("c.Repo2Docker.content_providers = [Local]")
     return "\n".join(lines) + "\n"

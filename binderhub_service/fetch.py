@@ -85,6 +85,11 @@ def is_git(content_providers: Sequence[str]) -> bool:
     return tuple(content_providers) in ((), (GIT_CONTENT_PROVIDER,))
 
 
+def source_provider(content_providers: Sequence[str]) -> str:
+    """The one content provider that fetches a request's repository (git unless a record host)."""
+    return GIT_CONTENT_PROVIDER if is_git(content_providers) else content_providers[0]
+
+
 def git_protocol_config(url: str) -> list[str]:
     """``git -c`` options allowing only ``url``'s own transport, or raise :class:`FetchFailed`."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()

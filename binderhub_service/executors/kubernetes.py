@@ -8,6 +8,8 @@ builds always need one (``c.BinderHubService.use_registry = True``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,28 +21,38 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
-from ..providers.credentials import GIT_CREDENTIAL_ENV, git_credential_env
+from ..fetch import source_provider
 from ..repo2docker import parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 from .pod import (
-    BUILD_COMPONENT,
+    BUILD_COMMAND,
     BUILD_ID_ANNOTATION,
     COMPONENT_LABEL,
     CONTAINER_NAME,
     IMAGE_ANNOTATION,
+    INSTANCE_LABEL,
     REF_ANNOTATION,
     REPO_ANNOTATION,
+    SERVICE_IMAGE,
     BuildPodOptions,
     build_pod_name,
     git_credential_secret_name,
     label_selector,
     make_build_pod,
     make_git_credential_secret,
+    owner_reference_patch,
     pick_sticky_node,
+    selector_labels,
 )
-from .pod_api import PodApi, WatchFailed, WatchPolicy, describe, follow_pod
+from .pod_api import ACCESS_DENIED, PodApi, WatchFailed, WatchPolicy, describe, follow_pod
 from .pod_log import follow_log
-from .pod_status import FATAL_WAITING_REASONS, PodStatus, pod_status
+from .pod_status import (
+    CONFIG_WAITING_REASONS,
+    FATAL_WAITING_REASONS,
+    PULL_WAITING_REASONS,
+    PodStatus,
+    pod_status,
+)
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -63,13 +75,38 @@ class _LogOutcome:
     failure: str | None = None
 
 
+class _Grace:
+    """The deadline of a waiting state the kubelet retries (image pulls, container config).
+
+    The state is timed from when it was first seen; leaving it (for another
+    group of reasons, or none) cancels the deadline.
+    """
+
+    def __init__(self) -> None:
+        self.group: frozenset[str] | None = None
+        self.deadline: float | None = None
+        self.reason = ""
+
+    def update(self, status: PodStatus, now: float, graces: dict[frozenset[str], float]) -> None:
+        group = next((g for g in graces if status.waiting_reason in g), None)
+        if group is None:
+            self.group, self.deadline = None, None
+            return
+        if group != self.group:
+            self.group, self.deadline = group, now + graces[group]
+        self.reason = status.waiting_failure()
+
+
 class KubernetesExecutor(BuildExecutor):
     """Runs each build in a pod that runs repo2docker against a node's build daemon.
 
-    The pod's name is derived from the repository and ref, so a second request
-    for the same build attaches to the pod already running. The executor
-    follows the pod with a watch, relays its log as build events, and deletes
-    it when the build ends, is cancelled or times out.
+    The pod's name is derived from the installation (``instance``), the
+    repository and the ref, so a second request for the same build attaches
+    to the pod already running, once it has checked the pod is this
+    installation's build of the same image; another installation's pod is
+    never joined nor deleted. The executor follows the pod with a watch,
+    relays its log as build events, and deletes it when the build ends, is
+    cancelled or times out.
     """
 
     name = "kubernetes"
@@ -100,21 +137,22 @@ class KubernetesExecutor(BuildExecutor):
             return "default"
 
     build_image = Unicode(
-        "quay.io/jupyterhub/repo2docker:2025.12.0",
-        help="""The repo2docker image build pods run.
+        SERVICE_IMAGE,
+        help=f"""The image build pods run: this project's service image (it holds the
+        service, repo2docker, git, the docker CLI and its buildx plugin). The chart sets
+        it to the image it runs the service with.
 
-        Default: ``quay.io/jupyterhub/repo2docker:2025.12.0``. Its tag is the
-        builder version the service reports.
+        Default: ``{SERVICE_IMAGE}``. Its tag is the builder version the service reports.
         """,
     ).tag(config=True)
 
     build_command = List(
         Unicode(),
-        ["jupyter-repo2docker"],
-        help="""The repo2docker executable in the build image, with any leading arguments.
-
-        Passed as the container's ``args``, so the image's entrypoint still runs;
-        repo2docker's options follow. Default: ``["jupyter-repo2docker"]``.
+        list(BUILD_COMMAND),
+        minlen=1,
+        help=f"""The command build pods run (the container's ``command``; the build spec,
+        JSON, is its one argument): it fetches, runs repo2docker and pushes, see
+        ``binderhub_service.pod_build``. Default: ``{list(BUILD_COMMAND)}``.
         """,
     ).tag(config=True)
 
@@ -206,12 +244,27 @@ class KubernetesExecutor(BuildExecutor):
 
     extra_labels = Dict(
         Unicode(),
-        help="""Labels added to every build pod; builds are also found by them.
+        help="""Labels added to every build pod. Default: none.
 
-        Default: none. The chart sets ``{'app.kubernetes.io/instance': RELEASE}``
-        so that two releases in one namespace keep to their own pods.
+        The chart sets ``{'app.kubernetes.io/instance': RELEASE}``, which is
+        also the default of ``instance``.
         """,
     ).tag(config=True)
+
+    instance = Unicode(
+        help="""Name of this installation (the Helm release), scoping build pods.
+
+        Build pod names hash it and pods carry it as the label
+        ``app.kubernetes.io/instance``: two installations in one namespace
+        never share, follow or delete each other's pods. Default: the
+        ``app.kubernetes.io/instance`` of ``extra_labels``, else empty (unscoped).
+        Example: ``binder``.
+        """,
+    ).tag(config=True)
+
+    @default("instance")
+    def _default_instance(self) -> str:
+        return self.extra_labels.get(INSTANCE_LABEL, "")
 
     extra_annotations = Dict(
         Unicode(), help="Annotations added to every build pod. Default: none."
@@ -282,12 +335,77 @@ class KubernetesExecutor(BuildExecutor):
     ).tag(config=True)
 
     watch_give_up_after = Float(
-        60,
         help="""Seconds a build pod's watch may keep failing before the build fails.
 
-        Default: 60. The build then fails with a reason instead of hanging.
+        Default: ``build_timeout`` (3600 when that is 0): the pod keeps
+        building through an API server outage, so a shorter outage must not
+        fail it. The build then fails with a reason instead of hanging.
         """,
     ).tag(config=True)
+
+    @default("watch_give_up_after")
+    def _default_watch_give_up_after(self) -> float:
+        return float(self.build_timeout or 3600)
+
+    container_config_grace = Float(
+        60,
+        help="""Seconds a build container may wait in ``CreateContainerConfigError``.
+
+        The kubelet retries it (a Secret created a moment late, for one); the
+        build fails with the kubelet's message only when it lasts. Default: 60.
+        """,
+    ).tag(config=True)
+
+    image_pull_timeout = Float(
+        300,
+        help="""Seconds the build image may keep failing to pull before the build fails.
+
+        Counted from the first ``ErrImagePull`` or ``ImagePullBackOff``; the
+        build then fails with the kubelet's message. Default: 300.
+        """,
+    ).tag(config=True)
+
+    terminating_pod_timeout = Float(
+        120,
+        help="""Seconds to wait for a terminating build pod of the same name to go.
+
+        A pod being deleted is never joined: the build waits for it to go,
+        then creates its own, and fails if it does not go in time. Default: 120.
+        """,
+    ).tag(config=True)
+
+    cancel_grace_period = Int(
+        5,
+        help="""Seconds a cancelled build pod has to stop before it is killed.
+
+        Default: 5 (Kubernetes' own default is 30).
+        """,
+    ).tag(config=True)
+
+    log_read_timeout = Float(
+        300,
+        help="""Seconds a build log stream may stay silent before it is opened again.
+
+        A dead connection looks like a quiet build; reading again costs
+        nothing when the build is only quiet. Default: 300.
+        """,
+    ).tag(config=True)
+
+    connection_pool_size = Int(
+        help="""Connections the Kubernetes client may hold open at once.
+
+        Each running build holds two (its pod's watch and its log). Default:
+        ``2 * c.BuildManager.max_concurrent_builds + 10``, at least 100
+        (the client's own default).
+        """,
+    ).tag(config=True)
+
+    @default("connection_pool_size")
+    def _default_connection_pool_size(self) -> int:
+        builds = 4
+        if "BuildManager" in self.config and "max_concurrent_builds" in self.config.BuildManager:
+            builds = int(self.config.BuildManager.max_concurrent_builds)
+        return max(100, 2 * builds + 10)
 
     log_drain_timeout = Float(
         30,
@@ -299,6 +417,8 @@ class KubernetesExecutor(BuildExecutor):
         self._api_client: ApiClient | None = None
         self._api_lock = asyncio.Lock()
         self._deletions: dict[str, asyncio.Task[None]] = {}
+        # Pods a run or reattach follows now: recover() leaves them alone.
+        self._following: set[str] = set()
 
     async def _api(self) -> PodApi:
         """The executor's one API client, created on first use."""
@@ -309,6 +429,7 @@ class KubernetesExecutor(BuildExecutor):
 
     async def _configuration(self) -> Configuration:
         configuration = Configuration()
+        configuration.connection_pool_maxsize = self.connection_pool_size
         if self.api_url:
             configuration.host = self.api_url
             return configuration
@@ -319,7 +440,10 @@ class KubernetesExecutor(BuildExecutor):
         return configuration
 
     def _selector_labels(self) -> dict[str, str]:
-        return {**self.extra_labels, COMPONENT_LABEL: BUILD_COMPONENT}
+        return selector_labels(self.instance)
+
+    def _pod_name(self, request: BuildRequest) -> str:
+        return build_pod_name(request.repo_url, request.ref, self.instance)
 
     def _watch_policy(self) -> WatchPolicy:
         return WatchPolicy(
@@ -343,24 +467,22 @@ class KubernetesExecutor(BuildExecutor):
     async def pod_options(self, request: BuildRequest, api: PodApi) -> BuildPodOptions:
         """The options of ``request``'s build pod, from this executor's configuration."""
         sticky_node = await self._sticky_node(api, request.repo_url) if self.sticky_builds else None
-        env = dict(self.build_env)
         secret_name = None
         if request.git_credential:
-            # Only the credential is secret: the pod reads it from the build's
-            # Secret; the git configuration that scopes it to the origin is plain.
-            git_env = git_credential_env(request.git_credential, request.repo_url)
-            env.update({k: v for k, v in git_env.items() if k != GIT_CREDENTIAL_ENV})
-            secret_name = git_credential_secret_name(build_pod_name(request.repo_url, request.ref))
+            # The pod's fetch step reads the credential from the build's Secret.
+            secret_name = git_credential_secret_name(self._pod_name(request))
         return BuildPodOptions(
             build_id=request.build_id,
             repo2docker=self.repo2docker_options(request),
+            content_provider=source_provider(request.content_providers),
+            instance=self.instance,
             image=self.build_image,
             command=tuple(self.build_command),
             namespace=self.namespace,
             docker_socket_host_path=self.docker_socket_host_path,
             registry_secret_name=self.registry_secret_name or None,
             registry_secret_key=self.registry_secret_key,
-            env=env,
+            env=dict(self.build_env),
             resources=self.resources,
             node_selector=self.node_selector,
             tolerations=tuple(self.tolerations),
@@ -378,53 +500,101 @@ class KubernetesExecutor(BuildExecutor):
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         api = await self._api()
-        manifest = make_build_pod(await self.pod_options(request, api))
-        name = manifest["metadata"]["name"]
-        created = await self._create_or_attach(api, manifest, emit)
-        if created is not None and request.git_credential:
-            await self._create_credential_secret(api, created, request.git_credential)
-        await self._follow_to_the_end(api, name, emit)
-
-    async def _create_credential_secret(
-        self, api: PodApi, pod: dict[str, Any], credential: str
-    ) -> None:
-        """Create the Secret the new build pod reads its git credential from.
-
-        It is created after the pod, since it is owned by it (Kubernetes then
-        deletes it with the pod, whoever deletes the pod); the kubelet reads
-        it only once the pod is scheduled and its sandbox made. If it cannot
-        be created, the pod is deleted and the build fails.
-        """
-        name = pod["metadata"]["name"]
+        name = self._pod_name(request)
+        self._following.add(name)
         try:
-            await api.create_secret(make_git_credential_secret(pod, credential))
-        except asyncio.CancelledError:
-            await asyncio.shield(self._delete(api, name))
+            with self._access_errors():
+                manifest = make_build_pod(await self.pod_options(request, api))
+                secret = None
+                if request.git_credential:
+                    secret = make_git_credential_secret(manifest, request.git_credential)
+                    await self._store_secret(api, secret)
+                try:
+                    pod = await self._create_or_attach(api, manifest, emit)
+                    if secret is not None:
+                        await self._own_secret(api, secret, pod)
+                except BaseException:
+                    if secret is not None:
+                        await asyncio.shield(self._delete_secret(api, name))
+                    raise
+                await self._follow_to_the_end(api, name, emit)
+        finally:
+            self._following.discard(name)
+
+    @contextmanager
+    def _access_errors(self) -> Iterator[None]:
+        """Turn the API server's 401 and 403 into build failures that say what to check."""
+        try:
+            yield
+        except ApiException as error:
+            if error.status == 401:
+                raise BuildFailed(
+                    "The Kubernetes API server did not accept the service's credentials"
+                    " (HTTP 401 Unauthorized): check its service account token"
+                ) from None
+            if error.status == 403:
+                raise BuildFailed(
+                    "The service may not manage build pods in namespace"
+                    f" {self.namespace} (HTTP 403 Forbidden): check its Role"
+                ) from None
             raise
-        except Exception as error:
-            self.log.error(
-                "Storing the git credential of build pod %s failed: %s", name, describe(error)
-            )
-            await self._delete(api, name)
+
+    async def _store_secret(self, api: PodApi, secret: dict[str, Any]) -> None:
+        """Create the build's git credential Secret, before its pod.
+
+        The kubelet reads it when it creates the container, so it must exist
+        by then (a moment late only costs a retried ``CreateContainerConfigError``).
+        A leftover Secret of the same name (of a pod gone before it could own
+        it) is replaced: it may hold an older credential.
+        """
+        name = secret["metadata"]["name"]
+        try:
+            for _ in range(3):
+                try:
+                    await api.create_secret(secret)
+                    return
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+                self.log.info("Replacing the leftover git credential Secret %s", name)
+                await api.delete_secret(name)
+            raise BuildFailed("The build's git credential could not be stored: it kept existing")
+        except ApiException as error:
+            if error.status in ACCESS_DENIED:
+                raise
+            self.log.error("Storing git credential Secret %s failed: %s", name, describe(error))
             raise BuildFailed("The build's git credential could not be stored") from None
+
+    async def _own_secret(self, api: PodApi, secret: dict[str, Any], pod: dict[str, Any]) -> None:
+        """Make the build pod own its Secret, so that Kubernetes deletes both together."""
+        await api.patch_secret(secret["metadata"]["name"], owner_reference_patch(pod))
 
     can_reattach = True
 
     async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         """Follow a build pod started before a restart, as :meth:`run` would.
 
-        Returns when it succeeded; raises :class:`BuildFailed` when it failed or is gone.
+        A pod that finished while no service followed it has its log relayed
+        and its outcome reported. Returns when it succeeded; raises
+        :class:`BuildFailed` when it failed or is gone.
         """
-        pod_name = build_pod_name(request.repo_url, request.ref)
-        api = await self._api()
-        self.log.info("Reattaching to build pod %s", pod_name)
-        await self._follow_to_the_end(api, pod_name, emit)
+        pod_name = self._pod_name(request)
+        # Before any await: recover(), run after reconciliation, must see it.
+        self._following.add(pod_name)
+        try:
+            api = await self._api()
+            self.log.info("Reattaching to build pod %s", pod_name)
+            with self._access_errors():
+                await self._follow_to_the_end(api, pod_name, emit)
+        finally:
+            self._following.discard(pod_name)
 
     async def recover(self) -> None:
         """Delete build pods that ended while no service followed them.
 
-        Their delayed deletion was lost with the run that started them; pods
-        still running are left for the start-up reconciliation to take back.
+        Their delayed deletion was lost with the run that started them. Run
+        it after the start-up reconciliation: pods it took back (running or
+        ended, their builds now reattached) are left to their builds.
         """
         api = await self._api()
         try:
@@ -434,17 +604,22 @@ class KubernetesExecutor(BuildExecutor):
             self.log.warning("Could not look for ended build pods: %s", describe(error))
             return
         for pod in pods:
-            if pod.phase in ("Succeeded", "Failed"):
+            if pod.phase in ("Succeeded", "Failed") and pod.pod_name not in self._following:
                 self.log.info("Deleting build pod %s, which ended (%s)", pod.pod_name, pod.phase)
                 await self._delete(api, pod.pod_name)
 
     async def find_build_pods(self) -> list[BuildPod]:
-        """The build pods of this service in the namespace (from any earlier run)."""
+        """The build pods of this installation in the namespace (from any earlier run)."""
         api = await self._api()
-        listing = await api.list(label_selector=label_selector(self._selector_labels()))
+        wanted = self._selector_labels()
+        listing = await api.list(label_selector=label_selector(wanted))
         builds = []
         for pod in listing.get("items") or []:
             metadata = pod.get("metadata") or {}
+            labels = metadata.get("labels") or {}
+            # Filter here too: a selector is a request, the labels are the contract.
+            if any(labels.get(key) != value for key, value in wanted.items()):
+                continue
             annotations = metadata.get("annotations") or {}
             builds.append(
                 BuildPod(
@@ -458,50 +633,84 @@ class KubernetesExecutor(BuildExecutor):
             )
         return builds
 
+    def _is_ours(self, pod: dict[str, Any], manifest: dict[str, Any]) -> bool:
+        """Whether ``pod`` is this installation's build of ``manifest``'s image."""
+        metadata = pod.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        annotations = metadata.get("annotations") or {}
+        wanted = manifest["metadata"]["annotations"][IMAGE_ANNOTATION]
+        own = manifest["metadata"]["labels"]
+        return (
+            annotations.get(IMAGE_ANNOTATION) == wanted
+            and labels.get(COMPONENT_LABEL) == own[COMPONENT_LABEL]
+            # Also when unscoped: a pod of some installation is not ours.
+            and labels.get(INSTANCE_LABEL) == own.get(INSTANCE_LABEL)
+        )
+
     async def _create_or_attach(
         self, api: PodApi, manifest: dict[str, Any], emit: EmitFunc
-    ) -> dict[str, Any] | None:
-        """Create the build pod and return it, or ``None`` when attaching to a running one."""
+    ) -> dict[str, Any]:
+        """Create the build pod, or attach to this installation's running one; return it.
+
+        A terminating pod of the name is waited out, a failed one (kept for
+        inspection) replaced; a pod that is not ours fails the build and is
+        left alone.
+        """
         name = manifest["metadata"]["name"]
         pending_deletion = self._deletions.pop(name, None)
         if pending_deletion is not None:
             pending_deletion.cancel()
-        try:
-            created = await api.create(manifest)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        else:
-            self.log.info("Created build pod %s in namespace %s", name, self.namespace)
-            emit(BuildEvent(Phase.WAITING, f"Build pod {name} created, waiting for it to start"))
-            return created
-        existing = await api.read(name)
-        if existing is not None and pod_status(existing).phase == "Failed":
-            # A failed pod kept for inspection: this request builds again.
-            self.log.info("Replacing failed build pod %s", name)
-            created = await self._replace(api, manifest)
-            emit(BuildEvent(Phase.WAITING, f"Build pod {name} created, waiting for it to start"))
-            return created
-        self.log.info("Build pod %s exists, attaching to it", name)
-        emit(BuildEvent(Phase.WAITING, f"Attaching to build pod {name}, already started"))
-        return None
-
-    async def _replace(self, api: PodApi, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Delete the pod of ``manifest``'s name (and its Secret), create it anew once free."""
-        name = manifest["metadata"]["name"]
-        await self._delete(api, name)
-        policy = self._watch_policy()
-        delay = policy.retry_delay
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.give_up_after
-        while True:
+        for _ in range(5):
             try:
-                return await api.create(manifest)
+                created = await api.create(manifest)
             except ApiException as error:
-                if error.status != 409 or loop.time() > deadline:
+                if error.status != 409:
                     raise
-            await asyncio.sleep(delay)
-            delay = min(policy.max_retry_delay, delay * 2)
+            else:
+                self.log.info("Created build pod %s in namespace %s", name, self.namespace)
+                message = f"Build pod {name} created, waiting for it to start"
+                emit(BuildEvent(Phase.WAITING, message))
+                return created
+            existing = await api.read(name)
+            if existing is None:
+                continue  # deleted between the two requests: create it again
+            if not self._is_ours(existing, manifest):
+                self.log.error("Pod %s exists and is not this service's build; left alone", name)
+                raise BuildFailed(
+                    f"A pod named {name} exists in namespace {self.namespace} and is not"
+                    " this service's build of this image; it was left alone"
+                )
+            status = pod_status(existing)
+            if status.terminating:
+                emit(BuildEvent(Phase.WAITING, f"Waiting for the old build pod {name} to go"))
+                await self._wait_until_gone(api, name)
+            elif status.phase == "Failed":
+                # A failed pod kept for inspection: this request builds again.
+                self.log.info("Replacing failed build pod %s", name)
+                await self._delete(api, name)
+                await self._wait_until_gone(api, name)
+            else:
+                self.log.info("Build pod %s exists, attaching to it", name)
+                emit(BuildEvent(Phase.WAITING, f"Attaching to build pod {name}, already started"))
+                return existing
+        raise BuildFailed(f"The build pod {name} could not be created: its name stayed taken")
+
+    async def _wait_until_gone(self, api: PodApi, name: str) -> None:
+        """Wait, at most ``terminating_pod_timeout`` seconds, until pod ``name`` is gone."""
+        try:
+            async with asyncio.timeout(self.terminating_pod_timeout):
+                async for pod in follow_pod(api, name, self._watch_policy(), self.log):
+                    if pod is None:
+                        return
+        except TimeoutError:
+            raise BuildFailed(
+                f"The old build pod {name} was still terminating after"
+                f" {self.terminating_pod_timeout:g} s"
+            ) from None
+        except WatchFailed as error:
+            raise BuildFailed(
+                "Lost track of the build: the Kubernetes API server stopped answering"
+            ) from error
 
     async def _follow_to_the_end(self, api: PodApi, name: str, emit: EmitFunc) -> None:
         """Follow the pod until it ends, then delete it (at once when cancelled)."""
@@ -512,7 +721,7 @@ class KubernetesExecutor(BuildExecutor):
                 self.log.info("Leaving build pod %s running for the next start", name)
                 raise
             self.log.info("Build in pod %s cancelled, deleting the pod", name)
-            await asyncio.shield(self._delete(api, name))
+            await asyncio.shield(self._delete(api, name, grace_period=self.cancel_grace_period))
             raise
         except BaseException:
             self._schedule_deletion(api, name)
@@ -523,8 +732,18 @@ class KubernetesExecutor(BuildExecutor):
         outcome = _LogOutcome()
         log_task: asyncio.Task[None] | None = None
         reported: str | None = None
+        grace = _Grace()
+        loop = asyncio.get_running_loop()
+        updates = follow_pod(api, name, self._watch_policy(), self.log)
         try:
-            async for pod in follow_pod(api, name, self._watch_policy(), self.log):
+            while True:
+                try:
+                    async with asyncio.timeout_at(grace.deadline):
+                        pod = await anext(updates)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise BuildFailed(grace.reason) from None
                 if pod is None:
                     raise BuildFailed("The build pod was deleted before the build finished")
                 status = pod_status(pod)
@@ -534,8 +753,6 @@ class KubernetesExecutor(BuildExecutor):
                 if report is not None and report != reported:
                     reported = report
                     emit(BuildEvent(Phase.FETCHING if status.started else Phase.WAITING, report))
-                if status.waiting_reason in FATAL_WAITING_REASONS:
-                    raise BuildFailed(status.failure_reason(self.build_timeout))
                 if status.finished:
                     await self._drain(log_task)
                     if status.phase == "Failed":
@@ -544,16 +761,31 @@ class KubernetesExecutor(BuildExecutor):
                         )
                     self.log.info("Build pod %s succeeded", name)
                     return
+                if status.terminating:
+                    raise BuildFailed(
+                        "The build pod is being deleted (by someone else, or with its node)"
+                    )
+                if status.waiting_reason in FATAL_WAITING_REASONS:
+                    raise BuildFailed(status.failure_reason(self.build_timeout))
+                grace.update(status, loop.time(), self._graces())
         except WatchFailed as error:
             self.log.error("Lost track of build pod %s: %s", name, error)
             raise BuildFailed(
                 "Lost track of the build: the Kubernetes API server stopped answering"
             ) from error
         finally:
+            await updates.aclose()
             if log_task is not None and not log_task.done():
                 log_task.cancel()
                 await asyncio.gather(log_task, return_exceptions=True)
         raise BuildFailed("The build pod was deleted before the build finished")
+
+    def _graces(self) -> dict[frozenset[str], float]:
+        """How long each group of retried waiting reasons may last, in seconds."""
+        return {
+            CONFIG_WAITING_REASONS: self.container_config_grace,
+            PULL_WAITING_REASONS: self.image_pull_timeout,
+        }
 
     @staticmethod
     def _report(status: PodStatus, name: str) -> str | None:
@@ -577,7 +809,9 @@ class KubernetesExecutor(BuildExecutor):
         self, api: PodApi, name: str, emit: EmitFunc, outcome: _LogOutcome
     ) -> None:
         try:
-            lines = follow_log(api, name, CONTAINER_NAME, self._watch_policy(), self.log)
+            lines = follow_log(
+                api, name, CONTAINER_NAME, self._watch_policy(), self.log, self.log_read_timeout
+            )
             async for line in lines:
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
@@ -602,7 +836,9 @@ class KubernetesExecutor(BuildExecutor):
         if self._deletions.get(name) is task:
             del self._deletions[name]
 
-    async def _delete(self, api: PodApi, name: str, delay: float = 0) -> None:
+    async def _delete(
+        self, api: PodApi, name: str, delay: float = 0, grace_period: int | None = None
+    ) -> None:
         """Delete a build pod and its git credential Secret, if it has one.
 
         The Secret's owner reference would have Kubernetes delete it too; the
@@ -611,12 +847,21 @@ class KubernetesExecutor(BuildExecutor):
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            if await api.delete(name):
+            if await api.delete(name, grace_period):
                 self.log.info("Deleted build pod %s", name)
-            if await api.delete_secret(git_credential_secret_name(name)):
-                self.log.info("Deleted the git credential of build pod %s", name)
         except Exception as error:
             self.log.warning("Deleting build pod %s failed: %s", name, describe(error))
+        await self._delete_secret(api, name)
+
+    async def _delete_secret(self, api: PodApi, pod_name: str) -> None:
+        """Delete build pod ``pod_name``'s git credential Secret, if there is one."""
+        try:
+            if await api.delete_secret(git_credential_secret_name(pod_name)):
+                self.log.info("Deleted the git credential of build pod %s", pod_name)
+        except Exception as error:
+            self.log.warning(
+                "Deleting the git credential of build pod %s failed: %s", pod_name, describe(error)
+            )
 
     async def has_image(self, image_name: str) -> bool:
         """Not available: Kubernetes builds push to a registry, where images are looked up."""

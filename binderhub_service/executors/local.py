@@ -24,6 +24,7 @@ from traitlets import Float, Integer, List, Unicode
 
 from ..build_container import (
     CONFIG_FILE,
+    OPERATOR_CONFIG_FILE,
     REPO_DIR,
     WORK_DIR_LABEL,
     BuildContainer,
@@ -32,8 +33,7 @@ from ..build_container import (
 )
 from ..errors import BuildFailed, ServiceError, UpstreamError
 from ..events import BuildEvent, Phase
-from ..fetch import CheckURL, Fetcher, FetchSettings, Source, is_git
-from ..providers.base import GIT_CONTENT_PROVIDER
+from ..fetch import CheckURL, Fetcher, FetchSettings, Source, source_provider
 from ..repo2docker import build_args, parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
 
@@ -179,10 +179,7 @@ class LocalDockerExecutor(BuildExecutor):
         return env
 
     def _source(self, request: BuildRequest) -> Source:
-        if is_git(request.content_providers):
-            provider = GIT_CONTENT_PROVIDER
-        else:
-            provider = request.content_providers[0]
+        provider = source_provider(request.content_providers)
         return Source(request.repo_url, request.ref, provider, request.git_credential)
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
@@ -219,7 +216,9 @@ class LocalDockerExecutor(BuildExecutor):
         config_dir = os.path.join(tmpdir, "config")
         os.makedirs(config_dir, mode=0o700)
         with open(os.path.join(config_dir, os.path.basename(CONFIG_FILE)), "w") as f:
-            f.write(repo2docker_config(bool(self.repo2docker_config_file)))
+            f.write(
+                repo2docker_config(OPERATOR_CONFIG_FILE if self.repo2docker_config_file else None)
+            )
         # repo2docker builds the checkout as a local folder and never pushes.
         options = replace(
             self.repo2docker_options(request),

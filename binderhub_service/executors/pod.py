@@ -2,8 +2,9 @@
 
 Nothing here does I/O. :func:`make_build_pod` turns :class:`BuildPodOptions`
 into the pod the Kubernetes executor creates; :func:`build_pod_name` gives the
-deterministic pod name of a build, so that two requests for the same
-repository and ref meet at the same pod; :func:`pick_sticky_node` chooses the
+deterministic pod name of a build, so that two requests of one installation
+for the same repository and ref meet at the same pod (and two installations in
+one namespace never do); :func:`pick_sticky_node` chooses the
 node whose image cache most likely holds a repository's earlier layers.
 """
 
@@ -15,12 +16,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
+from ..pod_build import BuildSpec
+from ..providers.base import GIT_CONTENT_PROVIDER
 from ..providers.credentials import GIT_CREDENTIAL_ENV
-from ..repo2docker import Repo2DockerOptions, build_args
+from ..repo2docker import Repo2DockerOptions
 
-# The label every build pod carries; find and watch build pods by it.
+# The label every build pod carries; find and watch build pods by it. The
+# value is this project's own: BinderHub's (``binderhub-build``) is cleaned up
+# by BinderHub's own pod reaper in a shared namespace.
 COMPONENT_LABEL = "component"
-BUILD_COMPONENT = "binderhub-build"
+BUILD_COMPONENT = "binderhub-service-build"
+# The installation (Helm release) a build pod belongs to.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 BUILD_ID_LABEL = "binderhub-service/build-id"
 
 # Annotations recording what a pod builds, read back when reattaching.
@@ -31,8 +39,13 @@ IMAGE_ANNOTATION = ANNOTATION_PREFIX + "image"
 BUILD_ID_ANNOTATION = ANNOTATION_PREFIX + "build-id"
 
 CONTAINER_NAME = "repo2docker"
+# The image build pods run: this project's own (repo2docker, git, the docker CLI, buildx).
+SERVICE_IMAGE = f"ghcr.io/binderhub-service/binderhub-service:{__version__}"
+BUILD_COMMAND = ("python", "-m", "binderhub_service.pod_build")
 DOCKER_SOCKET_PATH = "/var/run/docker.sock"
 DOCKER_CONFIG_DIR = "/etc/binderhub-service/docker"
+# The pod's emptyDir: the build's checkout, repo2docker's home and config.
+TMP_DIR = "/tmp"
 
 _NAME_MAX = 63
 _HASH_LENGTH = 10
@@ -42,15 +55,19 @@ _HASH_LENGTH = 10
 class BuildPodOptions:
     """Everything that decides one build pod's manifest.
 
-    ``repo2docker`` holds the build itself (repository, ref, image name, push);
-    the other fields say where and how the pod runs. Mappings and sequences are
-    copied into the manifest, never shared with it.
+    ``repo2docker`` holds the build itself (repository, ref, image name, push)
+    and ``content_provider`` what fetches it; ``env`` is repo2docker's extra
+    environment (never the pod's); the other fields say where and how the pod
+    runs. Mappings and sequences are copied into the manifest, never shared with it.
     """
 
     build_id: str
     repo2docker: Repo2DockerOptions
-    image: str = "quay.io/jupyterhub/repo2docker:2025.12.0"
-    command: tuple[str, ...] = ("jupyter-repo2docker",)
+    # The installation (Helm release) the pod belongs to: scopes its name and labels.
+    instance: str = ""
+    content_provider: str = GIT_CONTENT_PROVIDER
+    image: str = SERVICE_IMAGE
+    command: tuple[str, ...] = BUILD_COMMAND
     namespace: str | None = None
     docker_socket_host_path: str = "/var/run/dind/docker.sock"
     registry_secret_name: str | None = None
@@ -78,14 +95,15 @@ def _escape(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def build_pod_name(repo_url: str, ref: str) -> str:
-    """The deterministic pod name of the build of ``repo_url`` at ``ref``.
+def build_pod_name(repo_url: str, ref: str, instance: str = "") -> str:
+    """The deterministic pod name of installation ``instance``'s build of ``repo_url`` at ``ref``.
 
     ``build-<slug>-<hash>``: the slug (from the repository's last path parts)
-    is for people, the hash of the full URL and ref makes the name unique. The
-    result is a valid DNS-1123 label of at most 63 characters.
+    is for people, the hash of the installation, full URL and ref makes the
+    name unique. The result is a valid DNS-1123 label of at most 63 characters.
     """
-    digest = hashlib.sha256(f"{repo_url}\0{ref}".encode()).hexdigest()[:_HASH_LENGTH]
+    key = f"{instance}\0{repo_url}\0{ref}" if instance else f"{repo_url}\0{ref}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:_HASH_LENGTH]
     path = re.sub(r"^[a-z][a-z0-9+.-]*://", "", repo_url.lower()).rstrip("/")
     path = re.sub(r"\.git$", "", path)
     slug = _escape("-".join(path.split("/")[-2:]))
@@ -100,11 +118,19 @@ def label_value(text: str) -> str:
     return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
 
 
-def build_pod_labels(build_id: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """The labels of a build pod; ``extra`` (such as the release) comes first, ours win."""
+def selector_labels(instance: str) -> dict[str, str]:
+    """The labels that tell installation ``instance``'s build pods from any other pod."""
+    labels = {COMPONENT_LABEL: BUILD_COMPONENT}
+    if instance:
+        labels[INSTANCE_LABEL] = label_value(instance)
+    return labels
+
+
+def build_pod_labels(build_id: str, extra: Mapping[str, str], instance: str = "") -> dict[str, str]:
+    """The labels of a build pod; ``extra`` comes first, ours win."""
     return {
         **extra,
-        COMPONENT_LABEL: BUILD_COMPONENT,
+        **selector_labels(instance),
         BUILD_ID_LABEL: label_value(build_id),
         "app.kubernetes.io/name": "binderhub-service",
         "app.kubernetes.io/component": "build",
@@ -160,9 +186,13 @@ def _volumes(options: BuildPodOptions) -> tuple[list[dict[str, Any]], list[dict[
         {
             "name": "docker-socket",
             "hostPath": {"path": options.docker_socket_host_path, "type": "Socket"},
-        }
+        },
+        {"name": "build-tmp", "emptyDir": {}},
     ]
-    mounts: list[dict[str, Any]] = [{"name": "docker-socket", "mountPath": DOCKER_SOCKET_PATH}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "docker-socket", "mountPath": DOCKER_SOCKET_PATH},
+        {"name": "build-tmp", "mountPath": TMP_DIR},
+    ]
     if options.registry_secret_name:
         volumes.append(
             {
@@ -178,12 +208,10 @@ def _volumes(options: BuildPodOptions) -> tuple[list[dict[str, Any]], list[dict[
 
 
 def _env(options: BuildPodOptions) -> list[dict[str, Any]]:
+    """The pod's environment: the engine, and the git credential the fetch step reads."""
     env: dict[str, dict[str, Any]] = {
-        name: {"name": name, "value": value} for name, value in options.env.items()
+        "DOCKER_HOST": {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET_PATH}"}
     }
-    env["DOCKER_HOST"] = {"name": "DOCKER_HOST", "value": f"unix://{DOCKER_SOCKET_PATH}"}
-    if options.registry_secret_name:
-        env["DOCKER_CONFIG"] = {"name": "DOCKER_CONFIG", "value": DOCKER_CONFIG_DIR}
     if options.git_credential_secret_name:
         secret_ref = {"name": options.git_credential_secret_name, "key": GIT_CREDENTIAL_ENV}
         env[GIT_CREDENTIAL_ENV] = {
@@ -193,15 +221,26 @@ def _env(options: BuildPodOptions) -> list[dict[str, Any]]:
     return [env[name] for name in sorted(env)]
 
 
+def build_spec(options: BuildPodOptions) -> BuildSpec:
+    """What the pod's :mod:`~binderhub_service.pod_build` is told to build (nothing secret)."""
+    return BuildSpec(
+        repo2docker=options.repo2docker,
+        content_provider=options.content_provider,
+        registry_config_dir=DOCKER_CONFIG_DIR if options.registry_secret_name else None,
+        env=dict(options.env),
+    )
+
+
 def make_build_pod(options: BuildPodOptions) -> dict[str, Any]:
-    """The manifest of the pod that runs one repo2docker build."""
+    """The manifest of the pod that fetches, builds and pushes one image (see pod_build)."""
     r2d = options.repo2docker
     pod_security, container_security = _security_context(options)
     volumes, mounts = _volumes(options)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": options.image,
-        "args": [*options.command, *build_args(r2d)],
+        "command": list(options.command),
+        "args": [build_spec(options).to_json()],
         "env": _env(options),
         "volumeMounts": mounts,
         "securityContext": container_security,
@@ -231,8 +270,8 @@ def make_build_pod(options: BuildPodOptions) -> dict[str, Any]:
         spec["imagePullSecrets"] = [{"name": name} for name in options.image_pull_secrets]
 
     metadata: dict[str, Any] = {
-        "name": build_pod_name(r2d.repo_url, r2d.ref),
-        "labels": build_pod_labels(options.build_id, options.extra_labels),
+        "name": build_pod_name(r2d.repo_url, r2d.ref, options.instance),
+        "labels": build_pod_labels(options.build_id, options.extra_labels, options.instance),
         "annotations": {
             **options.extra_annotations,
             REPO_ANNOTATION: r2d.repo_url,
@@ -252,20 +291,17 @@ def git_credential_secret_name(pod_name: str) -> str:
 
 
 def make_git_credential_secret(pod: Mapping[str, Any], value: str) -> dict[str, Any]:
-    """The Secret holding a build's ``GIT_CREDENTIAL_ENV`` value, owned by its pod.
+    """The Secret holding a build's ``GIT_CREDENTIAL_ENV`` value, for build pod manifest ``pod``.
 
-    ``pod`` is the build pod as the API server returned it on creation: the
-    owner reference needs its uid, and makes Kubernetes delete the Secret
-    with the pod even when the service does not. The Secret carries the
-    pod's labels, never its annotations (which name the repository).
+    It is created before the pod (so the kubelet finds it when it starts the
+    container) and owned by it afterwards (see :func:`owner_reference_patch`).
+    The Secret carries the pod's labels, never its annotations (which name
+    the repository).
     """
     metadata = pod["metadata"]
     secret_metadata: dict[str, Any] = {
         "name": git_credential_secret_name(metadata["name"]),
         "labels": dict(metadata.get("labels") or {}),
-        "ownerReferences": [
-            {"apiVersion": "v1", "kind": "Pod", "name": metadata["name"], "uid": metadata["uid"]}
-        ],
     }
     if metadata.get("namespace"):
         secret_metadata["namespace"] = metadata["namespace"]
@@ -276,6 +312,16 @@ def make_git_credential_secret(pod: Mapping[str, Any], value: str) -> dict[str, 
         "type": "Opaque",
         "stringData": {GIT_CREDENTIAL_ENV: value},
     }
+
+
+def owner_reference_patch(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch making ``pod`` (as the API server returned it) an object's owner.
+
+    Kubernetes then deletes the object with the pod, whoever deletes the pod.
+    """
+    metadata = pod["metadata"]
+    owner = {"apiVersion": "v1", "kind": "Pod", "name": metadata["name"], "uid": metadata["uid"]}
+    return {"metadata": {"ownerReferences": [owner]}}
 
 
 def pick_sticky_node(repo_url: str, nodes: Iterable[str]) -> str | None:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
 GONE = 410
+# Answers that retrying does not fix: the service's credentials or its Role.
+ACCESS_DENIED = frozenset({401, 403})
 
 
 class WatchFailed(Exception):
@@ -77,8 +79,11 @@ class PodApi:
                 return None
             raise
 
-    async def delete(self, name: str) -> bool:
-        """Delete a pod; ``False`` when it was already gone."""
+    async def delete(self, name: str, grace_period_seconds: int | None = None) -> bool:
+        """Delete a pod (within ``grace_period_seconds``, else its own); ``False`` when gone."""
+        kwargs: dict[str, Any] = {}
+        if grace_period_seconds is not None:
+            kwargs["grace_period_seconds"] = grace_period_seconds
         return await self._delete_if_present(
             self.core.delete_namespaced_pod(
                 name,
@@ -86,6 +91,7 @@ class PodApi:
                 propagation_policy="Background",
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
+                **kwargs,
             )
         )
 
@@ -108,6 +114,22 @@ class PodApi:
                 body,
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
+            )
+        )
+
+    async def patch_secret(self, name: str, patch: dict[str, Any]) -> None:
+        """Apply a JSON merge patch to a Secret's metadata (its owner reference)."""
+        body: Any = patch
+        # The generated signature does not declare _content_type; it takes it.
+        options: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+        await self._json(
+            await self.core.patch_namespaced_secret(
+                name,
+                self.namespace,
+                body,
+                _preload_content=False,
+                _request_timeout=self.request_timeout,
+                **options,
             )
         )
 
@@ -171,13 +193,14 @@ class PodApi:
             response.release()
 
     async def log_lines(
-        self, name: str, container: str, since_time: str | None
+        self, name: str, container: str, since_time: str | None, read_timeout: float | None = None
     ) -> AsyncIterator[str]:
         """A container's log lines, each with its timestamp, following it until the container ends.
 
         Lines keep their ending ``\n``: a last line without one was cut off
         (or is the log's unterminated end). ``since_time`` (RFC 3339, whole
-        seconds) starts the log at the first line of that second.
+        seconds) starts the log at the first line of that second. A stream
+        silent for ``read_timeout`` seconds raises :class:`TimeoutError`.
         """
         query: list[tuple[str, Any]] = [
             ("container", container),
@@ -196,7 +219,9 @@ class PodApi:
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
             _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(connect=self.request_timeout),
+            _request_timeout=aiohttp.ClientTimeout(
+                connect=self.request_timeout, sock_read=read_timeout
+            ),
         )
         try:
             if not 200 <= response.status <= 299:
@@ -238,12 +263,13 @@ class WatchPolicy:
 
 async def follow_pod(
     api: PodApi, name: str, policy: WatchPolicy, log: logging.Logger | logging.LoggerAdapter[Any]
-) -> AsyncIterator[dict[str, Any] | None]:
+) -> AsyncGenerator[dict[str, Any] | None]:
     """Yield pod ``name`` each time its state may have changed; ``None`` (then stop) once gone.
 
     The same state can come more than once (after every relist): consumers
     act on changes. Raises :class:`WatchFailed` when the API server keeps
-    failing for longer than ``policy.give_up_after``.
+    failing for longer than ``policy.give_up_after``, and an
+    :class:`ApiException` at once for 401 and 403 (see ``ACCESS_DENIED``).
     """
     loop = asyncio.get_running_loop()
     field_selector = f"metadata.name={name}"
@@ -278,6 +304,8 @@ async def follow_pod(
             if error.status == GONE:
                 log.debug("Watch of pod %s expired, listing again", name)
                 continue
+            if error.status in ACCESS_DENIED:
+                raise
             failing_since = await back_off(loop, failing_since, attempt, error, policy, log)
             attempt += 1
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:

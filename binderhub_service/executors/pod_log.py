@@ -102,31 +102,36 @@ async def follow_log(
     container: str,
     policy: WatchPolicy,
     log: logging.Logger | logging.LoggerAdapter[Any],
+    read_timeout: float | None = None,
 ) -> AsyncIterator[str]:
     """Yield each line of a container's log once, in order, until the container ends.
 
     Broken streams are reopened, at once after the container terminated,
-    else after a backoff that grows like a watch's; a stream failing for
-    longer than ``policy.give_up_after`` without a new line raises
-    :class:`~binderhub_service.executors.pod_api.WatchFailed`.
+    else after a backoff that grows like a watch's, for as long as the
+    container runs: the caller, which follows the pod, stops the relay when
+    it must. A stream silent for ``read_timeout`` seconds is reopened too
+    (a dead connection otherwise looks like a quiet build forever).
     """
     loop = asyncio.get_running_loop()
     cursor = LogCursor()
     last_read = False
-    failing_since: float | None = None
     attempt = 0
     while True:
         cursor.new_read()
         ended_cleanly = False
         try:
-            async for line in api.log_lines(name, container, cursor.since()):
-                if not line.endswith("\n") and not last_read:
-                    # Cut off mid-line: the next read brings the whole line.
-                    break
-                message = cursor.accept(line.removesuffix("\n"))
-                if message is not None:
-                    failing_since, attempt = None, 0
-                    yield message
+            try:
+                async for line in api.log_lines(name, container, cursor.since(), read_timeout):
+                    if not line.endswith("\n") and not last_read:
+                        # Cut off mid-line: the next read brings the whole line.
+                        break
+                    message = cursor.accept(line.removesuffix("\n"))
+                    if message is not None:
+                        attempt = 0
+                        yield message
+            except TimeoutError:
+                # Silent for read_timeout: read again, as after a stream the server ended.
+                log.debug("The log of build pod %s was silent, reading it again", name)
             if last_read:
                 return
             if await _container_ended(api, name):
@@ -140,15 +145,11 @@ async def follow_log(
             error = failure
         except (aiohttp.ClientError, TimeoutError) as failure:
             error = failure
-        # A stream the server ended is no failure (a quiet build may outlast
-        # a proxy's idle timeout again and again): it only delays the next read.
-        failing_since = await back_off(
-            loop,
-            None if ended_cleanly else failing_since,
-            attempt,
-            error,
-            policy,
-            log,
-            "Reading a build log",
+        # Never out of patience (``failing_since`` is always now): while the
+        # container runs its log is worth reading, and the pod's watch decides
+        # when the build is lost. A stream the server ended is no failure (a
+        # quiet build may outlast a proxy's idle timeout again and again).
+        await back_off(
+            loop, None, 0 if ended_cleanly else attempt, error, policy, log, "Reading a build log"
         )
         attempt += 1

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from .pod import CONTAINER_NAME
 
 # Container waiting reasons that never resolve by themselves: the build fails at once.
-FATAL_WAITING_REASONS = frozenset(
-    {"InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull"}
-)
+FATAL_WAITING_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+# The kubelet retries these (a Secret created a moment late, a registry that
+# recovers): the build fails only when they last (the executor's graces).
+CONFIG_WAITING_REASONS = frozenset({"CreateContainerConfigError"})
+PULL_WAITING_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
 
+_NOT_STARTING = FATAL_WAITING_REASONS | CONFIG_WAITING_REASONS | PULL_WAITING_REASONS
 _STATES = ("terminated", "running", "waiting")
+# Longest kubelet or container message quoted in a failure reason, in characters.
+_MESSAGE_MAX = 300
+
+
+def _short(text: str | None) -> str | None:
+    """A message's last non-empty line, shortened; repo2docker JSON lines give their message."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    line = lines[-1]
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        line = parsed["message"].strip() or line
+    return line if len(line) <= _MESSAGE_MAX else line[: _MESSAGE_MAX - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -26,8 +47,12 @@ class PodStatus:
     waiting_message: str | None = None
     exit_code: int | None = None
     terminated_reason: str | None = None
+    terminated_message: str | None = None
     pod_reason: str | None = None
+    pod_message: str | None = None
     unschedulable: str | None = None
+    # Set once the pod is being deleted (metadata.deletionTimestamp).
+    deleting_since: str | None = None
 
     @property
     def started(self) -> bool:
@@ -38,6 +63,11 @@ class PodStatus:
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
 
+    @property
+    def terminating(self) -> bool:
+        """Whether the pod is being deleted: it must never be joined."""
+        return self.deleting_since is not None
+
     def waiting_summary(self) -> str:
         """A one-line account of why a pending pod has not started yet."""
         if self.unschedulable:
@@ -47,18 +77,37 @@ class PodStatus:
             return f"Waiting for the build pod to start ({self.waiting_reason}{detail})"
         return "Waiting for the build pod to start"
 
+    def waiting_failure(self) -> str:
+        """A user-facing reason for a container that never started."""
+        message = _short(self.waiting_message)
+        if self.waiting_reason in PULL_WAITING_REASONS:
+            detail = f": {message}" if message else f" ({self.waiting_reason})"
+            return f"The build image could not be pulled{detail}"
+        detail = f": {message}" if message else ""
+        return f"The build pod could not start ({self.waiting_reason}{detail})"
+
     def failure_reason(self, build_timeout: int) -> str:
-        """A user-facing reason for a failed pod, when repo2docker did not give one."""
+        """A user-facing reason for a failed pod, when repo2docker did not give one.
+
+        It quotes the kubelet (``status.message``) or the container's
+        termination message (with ``FallbackToLogsOnError``, the end of its log).
+        """
+        pod_message = _short(self.pod_message)
         if self.pod_reason == "DeadlineExceeded":
             return f"The build took longer than its time limit ({build_timeout} s)"
         if self.terminated_reason == "OOMKilled":
             return "The build ran out of memory"
         if self.pod_reason == "Evicted":
-            return "The build pod was evicted from its node"
-        if self.waiting_reason in FATAL_WAITING_REASONS:
-            return f"The build pod could not start ({self.waiting_reason})"
+            detail = f": {pod_message}" if pod_message else ""
+            return f"The build pod was evicted from its node{detail}"
+        if self.waiting_reason in _NOT_STARTING:
+            return self.waiting_failure()
         if self.exit_code is not None:
-            return f"repo2docker exited with code {self.exit_code}"
+            message = _short(self.terminated_message)
+            detail = f": {message}" if message else ""
+            return f"repo2docker exited with code {self.exit_code}{detail}"
+        if pod_message:
+            return f"The build pod failed: {pod_message}"
         return "The build pod failed"
 
 
@@ -88,6 +137,9 @@ def pod_status(pod: dict[str, Any]) -> PodStatus:
         waiting_message=waiting.get("message"),
         exit_code=terminated.get("exitCode"),
         terminated_reason=terminated.get("reason"),
+        terminated_message=terminated.get("message"),
         pod_reason=status.get("reason"),
+        pod_message=status.get("message"),
         unschedulable=unschedulable,
+        deleting_since=(pod.get("metadata") or {}).get("deletionTimestamp"),
     )

@@ -126,8 +126,8 @@ def test_role_grants_only_pods_and_build_secrets(render: Render) -> None:
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        # A build's git credential: created and deleted, never read back.
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]},
+        # A build's git credential: created, owned by its pod (patch), deleted; never read.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]},
     ]
 
 
@@ -171,6 +171,20 @@ def test_the_default_image_is_this_projects(render: Render) -> None:
     assert app_version() == __version__
     image = by_kind(render())["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image.rsplit(":", 1) == ["ghcr.io/binderhub-service/binderhub-service", __version__]
+
+
+def test_build_pods_run_the_services_own_image(render: Render) -> None:
+    """The build image is the image the chart runs the service with, unless configured."""
+    from binderhub_service.executors.pod import SERVICE_IMAGE
+
+    def build_image(values: dict[str, Any]) -> str:
+        return service_config(render(values))["KubernetesExecutor"]["build_image"]
+
+    assert build_image({}) == SERVICE_IMAGE
+    image = {"repository": "registry.example.org/bhs", "tag": "1.2"}
+    assert build_image({"image": image}) == "registry.example.org/bhs:1.2"
+    configured = {"config": {"KubernetesExecutor": {"build_image": "bhs:mine"}}}
+    assert build_image({"image": image, **configured}) == "bhs:mine"
 
 
 def test_probes_never_restart_for_another_services_outage(render: Render) -> None:

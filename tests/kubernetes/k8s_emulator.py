@@ -1,4 +1,9 @@
-"""Test helpers for the Kubernetes executor: manifest validation, an emulated API server."""
+"""Test helpers for the Kubernetes executor: manifest validation, an emulated API server.
+
+The API server is :class:`api_server.ClusterEmulator` (served by kmock); an
+:class:`EmulatorProxy` in front of it injects failures and records requests;
+:class:`Kubelet` plays the node agent and :class:`LogSource` serves logs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import datetime
 import functools
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,10 +21,12 @@ import kubernetes_validate
 import pytest
 import yarl
 from aiohttp import web
+from api_server import ClusterEmulator
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from multidict import MultiDict
 
+from binderhub_service.events import BuildEvent
 from binderhub_service.executors.kubernetes import KubernetesExecutor
 
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
@@ -37,23 +43,58 @@ def assert_valid() -> Callable[[dict[str, Any]], None]:
     return check
 
 
-class EmulatorProxy:
-    """An HTTP proxy in front of kmock's Kubernetes emulator, for tests only.
+def r2d(message: str, phase: str | None = None) -> str:
+    """A repo2docker JSON log line."""
+    line = {"message": message + "\n"}
+    if phase:
+        line["phase"] = phase
+    return json.dumps(line)
 
-    It closes the emulator's gaps a client meets: the emulator takes a watch
-    only for ``watch=true`` while kubernetes_asyncio sends ``watch=True`` (the
-    real API server accepts both), so the proxy lowercases that query value;
-    and it gives created objects the ``metadata.uid`` an API server assigns.
-    Tests make watches fail through it: ``fail_watches`` answers the next watch
-    requests with 500, ``expire_watches`` answers them with a 410 Gone event,
-    as an API server does when a resourceVersion is too old.
+
+class Recorder:
+    """Collects emitted events; lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[BuildEvent] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, event: BuildEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    @property
+    def messages(self) -> list[str]:
+        return [event.message.rstrip("\n") for event in self.events]
+
+    async def wait_for(self, text: str, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while not any(text in message for message in self.messages):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class EmulatorProxy:
+    """An HTTP proxy in front of the emulated API server, for tests only.
+
+    Tests make requests fail through it: ``fail_watches`` answers the next
+    watch requests with 500, ``expire_watches`` answers them with a 410 Gone
+    event, as an API server does when a resourceVersion is too old;
+    ``fail_logs`` answers the next log requests with 500; while ``outage``
+    is set every request gets a 503, and while ``deny`` is set (401 or 403)
+    every request gets that answer. ``requests`` records every request the
+    proxy saw, as (method, path, query).
     """
 
     def __init__(self, upstream: yarl.URL) -> None:
         self.upstream = upstream
         self.fail_watches = 0
         self.expire_watches = 0
+        self.fail_logs = 0
+        self.outage = False
+        self.deny: int | None = None
         self.watch_requests = 0
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._watches: set[asyncio.Task[Any]] = set()
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -69,6 +110,11 @@ class EmulatorProxy:
         host, port = self._runner.addresses[0][:2]
         self.url = f"http://{host}:{port}"
 
+    def end_watches(self) -> None:
+        """Break every open watch stream, as an API server restart does."""
+        for task in self._watches:
+            task.cancel()
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -78,9 +124,21 @@ class EmulatorProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         query = MultiDict(request.query)
+        self.requests.append((request.method, request.path, dict(query)))
+        if self.deny is not None:
+            reason = "Unauthorized" if self.deny == 401 else "Forbidden"
+            return web.json_response(_status(self.deny, reason), status=self.deny)
+        if self.outage:
+            return web.json_response(_status(503, "ServiceUnavailable"), status=503)
+        if request.path.endswith("/log") and self.fail_logs:
+            self.fail_logs -= 1
+            return web.json_response(_status(500, "InternalError"), status=500)
         if query.get("watch", "").lower() == "true":
-            query["watch"] = "true"
             self.watch_requests += 1
+            task = asyncio.current_task()
+            assert task is not None
+            self._watches.add(task)
+            task.add_done_callback(self._watches.discard)
             if self.fail_watches:
                 self.fail_watches -= 1
                 return web.json_response(_status(500, "InternalError"), status=500)
@@ -95,10 +153,6 @@ class EmulatorProxy:
             if key.lower() in ("content-type", "accept")
         }
         body = await request.read()
-        if request.method == "POST" and body:
-            created = json.loads(body)
-            created.setdefault("metadata", {}).setdefault("uid", str(uuid.uuid4()))
-            body = json.dumps(created).encode()
         async with self._session.request(
             request.method, url, data=body, headers=headers
         ) as upstream:
@@ -239,7 +293,15 @@ class Kubelet:
             },
         )
 
+    async def waiting(self, name: str, reason: str, message: str = "") -> None:
+        waiting = {"reason": reason, **({"message": message} if message else {})}
+        await self.set_status(
+            name, {"phase": "Pending", "containerStatuses": [_container({"waiting": waiting})]}
+        )
+
     async def running(self, name: str, node: str = "node-1") -> None:
+        """Bind the pod to ``node`` (the scheduler's part), then report it running."""
+        await self.api.patch_namespaced_pod(name, self.namespace, {"spec": {"nodeName": node}})
         await self.set_status(
             name,
             {
@@ -280,10 +342,14 @@ def _container(state: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def emulator(kmock: kmock_module.KubernetesEmulator) -> AsyncIterator[EmulatorProxy]:
-    """The Kubernetes API server, emulated by kmock, behind the watch-fixing proxy."""
-    kmock.resources["v1/pods"] = kmock_module.ResourceInfo(namespaced=True, kind="Pod")
-    kmock.resources["v1/secrets"] = kmock_module.ResourceInfo(namespaced=True, kind="Secret")
+def kmock_options() -> dict[str, Any]:
+    """kmock serves :class:`ClusterEmulator` in these tests."""
+    return {"cls": ClusterEmulator}
+
+
+@pytest.fixture
+async def emulator(kmock: ClusterEmulator) -> AsyncIterator[EmulatorProxy]:
+    """The emulated Kubernetes API server, behind the failure-injecting proxy."""
     proxy = EmulatorProxy(kmock.url)
     await proxy.start()
     try:
@@ -306,7 +372,7 @@ def kubelet(core_api: CoreV1Api) -> Kubelet:
 
 
 @pytest.fixture
-def pod_logs(kmock: kmock_module.KubernetesEmulator) -> Callable[[str], LogSource]:
+def pod_logs(kmock: ClusterEmulator) -> Callable[[str], LogSource]:
     """``pod_logs(name)`` serves a pod's log (the emulator has none) from a :class:`LogSource`."""
 
     def serve(name: str) -> LogSource:

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource, Recorder, r2d
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
+import binderhub_service
 from binderhub_service.errors import BuildFailed, ServiceError
-from binderhub_service.events import BuildEvent, Phase
+from binderhub_service.events import Phase
 from binderhub_service.executors.base import BuildRequest
 from binderhub_service.executors.kubernetes import BuildPod, KubernetesExecutor
 from binderhub_service.executors.pod import (
@@ -41,37 +42,10 @@ REQUEST = BuildRequest(
     push=True,
 )
 POD = build_pod_name(REQUEST.repo_url, REQUEST.ref)
+# The pod name of installation "a"'s build of REQUEST.
+SCOPED = build_pod_name(REQUEST.repo_url, REQUEST.ref, "a")
 
 Logs = Callable[[str], LogSource]
-
-
-def r2d(message: str, phase: str | None = None) -> str:
-    line = {"message": message + "\n"}
-    if phase:
-        line["phase"] = phase
-    return json.dumps(line)
-
-
-class Recorder:
-    """Collects emitted events; lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[BuildEvent] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, event: BuildEvent) -> None:
-        self.events.append(event)
-        self._changed.set()
-
-    @property
-    def messages(self) -> list[str]:
-        return [event.message.rstrip("\n") for event in self.events]
-
-    async def wait_for(self, text: str, timeout: float = 5) -> None:
-        async with asyncio.timeout(timeout):
-            while not any(text in message for message in self.messages):
-                self._changed.clear()
-                await self._changed.wait()
 
 
 async def test_build_succeeds(
@@ -85,7 +59,7 @@ async def test_build_succeeds(
     pod = await kubelet.wait_for_pod(POD)
     assert_valid(pod)
     assert pod["metadata"]["namespace"] == NAMESPACE
-    assert pod["metadata"]["labels"]["component"] == "binderhub-build"
+    assert pod["metadata"]["labels"]["component"] == "binderhub-service-build"
     await emit.wait_for("created")
 
     await kubelet.pending(POD, "ContainerCreating")
@@ -103,7 +77,7 @@ async def test_build_succeeds(
         (Phase.WAITING, f"Build pod {POD} created, waiting for it to start"),
         (Phase.WAITING, "Waiting for the build pod to start"),
         (Phase.WAITING, "Waiting for the build pod to start (ContainerCreating)"),
-        (Phase.FETCHING, f"Build pod {POD} started"),
+        (Phase.FETCHING, f"Build pod {POD} started on node node-1"),
         (Phase.FETCHING, "Picked Git content provider."),
         (Phase.BUILDING, "Step 1/3"),
         (Phase.UNKNOWN, "not json"),
@@ -186,7 +160,12 @@ async def test_git_credential_reaches_the_pod_only_through_its_secret(
     run = asyncio.create_task(executor.run(PRIVATE, emit))
     pod = await kubelet.wait_for_pod(POD)
     async with asyncio.timeout(5):
-        while (secret := await _read_secret(core_api, SECRET)) is None:
+        # Created before the pod, then owned by it.
+        while (
+            not ((secret := await _read_secret(core_api, SECRET)) or {})
+            .get("metadata", {})
+            .get("ownerReferences")
+        ):
             await asyncio.sleep(0.02)
     assert_valid(pod)
     assert TOKEN not in json.dumps(pod)
@@ -195,7 +174,8 @@ async def test_git_credential_reaches_the_pod_only_through_its_secret(
         "name": "GIT_CREDENTIAL_ENV",
         "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "GIT_CREDENTIAL_ENV"}},
     }
-    assert env["GIT_CONFIG_KEY_0"]["value"] == "credential.https://git.example.org.helper"
+    # The fetch step scopes the credential to the origin itself: no git configuration.
+    assert not any(name.startswith("GIT_CONFIG") for name in env)
     assert secret["stringData"] == {"GIT_CREDENTIAL_ENV": PRIVATE.git_credential}
     assert secret["metadata"]["labels"] == pod["metadata"]["labels"]
     assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
@@ -370,7 +350,7 @@ async def test_failed_pod_left_over_is_replaced(
     run = asyncio.create_task(executor.run(REQUEST, emit))
     await emit.wait_for("created")
     pod = await kubelet.wait_for_pod(POD)
-    assert "status" not in pod
+    assert pod["status"] == {"phase": "Pending"}
     await kubelet.terminated(POD, 0)
     await asyncio.wait_for(run, 5)
 
@@ -390,14 +370,17 @@ async def start_building(
 
 
 async def test_cancel_deletes_the_pod(
-    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, emulator: EmulatorProxy
 ) -> None:
-    """Cancelling the build deletes its pod; the API server is emulated."""
+    """Cancelling the build deletes its pod, with a short grace; the API server is emulated."""
     run, logs = await start_building(executor, kubelet, pod_logs)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    # Deleted before run() re-raised: no waiting needed.
+    # Deleted before run() re-raised: the pod is terminating, within the cancel grace.
+    deletions = [query for method, path, query in emulator.requests if method == "DELETE"]
+    assert deletions[0]["gracePeriodSeconds"] == "5"
+    await kubelet.wait_for_deletion(POD)
     assert await executor.find_build_pods() == []
     await logs.close()
 
@@ -440,19 +423,19 @@ async def test_reattach_after_restart(
     emulator: EmulatorProxy, kubelet: Kubelet, pod_logs: Logs, core_api
 ) -> None:
     """A new executor finds the build pod and follows it to the end; the API server is emulated."""
-    logs = pod_logs(POD)
+    logs = pod_logs(SCOPED)
     before = KubernetesExecutor(
         api_url=emulator.url, namespace=NAMESPACE, extra_labels={"app.kubernetes.io/instance": "a"}
     )
     run = asyncio.create_task(before.run(REQUEST, Recorder()))
-    await kubelet.wait_for_pod(POD)
-    await kubelet.running(POD)
+    await kubelet.wait_for_pod(SCOPED)
+    await kubelet.running(SCOPED)
     await logs.write(r2d("before the restart", "building"))
     # The service stops without cancelling its builds (a crash, a rolling update).
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
     await before.shutdown()
-    await kubelet.wait_for_deletion(POD)
+    await kubelet.wait_for_deletion(SCOPED)
 
     # The cancelled run deleted it; a crash would not: make the pod exist again.
     after = KubernetesExecutor(
@@ -463,15 +446,16 @@ async def test_reattach_after_restart(
             build_id="b1",
             repo2docker=after.repo2docker_options(REQUEST),
             namespace=NAMESPACE,
+            instance="a",
             extra_labels={"app.kubernetes.io/instance": "a"},
         )
         await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
-        await kubelet.running(POD)
+        await kubelet.running(SCOPED)
 
         builds = await after.find_build_pods()
         assert builds == [
             BuildPod(
-                pod_name=POD,
+                pod_name=SCOPED,
                 build_id="b1",
                 repo_url=REQUEST.repo_url,
                 ref=REQUEST.ref,
@@ -484,7 +468,7 @@ async def test_reattach_after_restart(
         await emit.wait_for("before the restart")
         await logs.write(r2d("after the restart", "pushing"))
         await logs.close()
-        await kubelet.terminated(POD, 0)
+        await kubelet.terminated(SCOPED, 0)
         await asyncio.wait_for(reattached, 5)
         assert emit.messages[-2:] == ["before the restart", "after the restart"]
     finally:
@@ -590,7 +574,7 @@ async def test_sticky_builds_prefer_a_build_daemon_node(
 async def test_health_and_versions(executor: KubernetesExecutor) -> None:
     """Health lists pods in the namespace; the API server is emulated."""
     assert await executor.health() == {"namespace": NAMESPACE}
-    assert executor.builder_version() == "2025.12.0"
+    assert executor.builder_version() == binderhub_service.__version__
     executor.build_image = "registry.example.org:5000/r2d@sha256:abc"
     assert executor.builder_version() == "sha256:abc"
     executor.build_image = "registry.example.org:5000/r2d"

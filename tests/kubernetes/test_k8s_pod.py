@@ -18,9 +18,12 @@ from binderhub_service.executors.pod import (
     label_value,
     make_build_pod,
     make_git_credential_secret,
+    owner_reference_patch,
     pick_sticky_node,
+    selector_labels,
 )
-from binderhub_service.repo2docker import Repo2DockerOptions, build_args
+from binderhub_service.pod_build import BuildSpec, parse_spec
+from binderhub_service.repo2docker import Repo2DockerOptions
 
 Validate = Callable[[dict[str, Any]], None]
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -32,6 +35,7 @@ R2D = Repo2DockerOptions(
     push=True,
 )
 NAME = build_pod_name(R2D.repo_url, R2D.ref)
+GIT = "repo2docker.contentproviders.Git"
 TOLERATION = {
     "key": "hub.jupyter.org/dedicated",
     "operator": "Equal",
@@ -47,7 +51,7 @@ def minimal_pod() -> dict[str, Any]:
         "metadata": {
             "name": NAME,
             "labels": {
-                "component": "binderhub-build",
+                "component": "binderhub-service-build",
                 "binderhub-service/build-id": "b1",
                 "app.kubernetes.io/name": "binderhub-service",
                 "app.kubernetes.io/component": "build",
@@ -66,11 +70,13 @@ def minimal_pod() -> dict[str, Any]:
             "containers": [
                 {
                     "name": "repo2docker",
-                    "image": "quay.io/jupyterhub/repo2docker:2025.12.0",
-                    "args": ["jupyter-repo2docker", *build_args(R2D)],
+                    "image": "ghcr.io/binderhub-service/binderhub-service:0.1.0.dev0",
+                    "command": ["python", "-m", "binderhub_service.pod_build"],
+                    "args": [BuildSpec(repo2docker=R2D, content_provider=GIT).to_json()],
                     "env": [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}],
                     "volumeMounts": [
-                        {"name": "docker-socket", "mountPath": "/var/run/docker.sock"}
+                        {"name": "docker-socket", "mountPath": "/var/run/docker.sock"},
+                        {"name": "build-tmp", "mountPath": "/tmp"},
                     ],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
@@ -83,7 +89,8 @@ def minimal_pod() -> dict[str, Any]:
                 {
                     "name": "docker-socket",
                     "hostPath": {"path": "/var/run/dind/docker.sock", "type": "Socket"},
-                }
+                },
+                {"name": "build-tmp", "emptyDir": {}},
             ],
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "tolerations": [],
@@ -101,8 +108,8 @@ def test_full_pod(assert_valid: Validate) -> None:
     options = BuildPodOptions(
         build_id="b1",
         repo2docker=R2D,
-        image="quay.io/jupyterhub/repo2docker:2025.08.0",
-        command=("repo2docker",),
+        image="binderhub-service:custom",
+        command=("binderhub-pod-build",),
         namespace="binder",
         docker_socket_host_path="/run/dind/docker.sock",
         registry_secret_name="bhs-registry",
@@ -126,12 +133,17 @@ def test_full_pod(assert_valid: Validate) -> None:
     expected["metadata"]["annotations"]["example.org/team"] = "data"
     spec = expected["spec"]
     container = spec["containers"][0]
-    container["image"] = "quay.io/jupyterhub/repo2docker:2025.08.0"
-    container["args"][0] = "repo2docker"
-    container["env"] = [
-        {"name": "DOCKER_CONFIG", "value": "/etc/binderhub-service/docker"},
-        {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
-        {"name": "GIT_TERMINAL_PROMPT", "value": "0"},
+    container["image"] = "binderhub-service:custom"
+    container["command"] = ["binderhub-pod-build"]
+    # The registry credentials and the operator's environment are the spec's to place:
+    # the pod's environment has neither.
+    container["args"] = [
+        BuildSpec(
+            repo2docker=R2D,
+            content_provider=GIT,
+            registry_config_dir="/etc/binderhub-service/docker",
+            env={"GIT_TERMINAL_PROMPT": "0"},
+        ).to_json()
     ]
     container["volumeMounts"].append(
         {"name": "docker-config", "mountPath": "/etc/binderhub-service/docker", "readOnly": True}
@@ -178,7 +190,7 @@ def test_sticky_node_adds_preferred_affinity_to_given_affinity(assert_valid: Val
                     "weight": 50,
                     "podAffinityTerm": {
                         "topologyKey": "kubernetes.io/hostname",
-                        "labelSelector": {"matchLabels": {"component": "binderhub-build"}},
+                        "labelSelector": {"matchLabels": {"component": "binderhub-service-build"}},
                     },
                 }
             ]
@@ -235,11 +247,15 @@ def test_root_user_is_not_marked_non_root(assert_valid: Validate) -> None:
     assert_valid(pod)
 
 
-def test_arguments_come_from_the_repo2docker_module() -> None:
+def test_the_one_argument_is_the_build_spec() -> None:
     r2d = replace(R2D, push=False, config_file="/etc/r2d/config.py", extra_args=("--debug",))
-    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=r2d))
-    assert pod["spec"]["containers"][0]["args"] == ["jupyter-repo2docker", *build_args(r2d)]
-    assert pod["spec"]["containers"][0]["args"][-2:] == ["--", R2D.repo_url]
+    zenodo = "repo2docker.contentproviders.Zenodo"
+    options = BuildPodOptions(build_id="b1", repo2docker=r2d, content_provider=zenodo)
+    [arg] = make_build_pod(options)["spec"]["containers"][0]["args"]
+    spec = parse_spec(arg)
+    assert spec.repo2docker == r2d
+    assert spec.content_provider == zenodo
+    assert spec.registry_config_dir is None
 
 
 def test_options_are_not_shared_with_the_manifest() -> None:
@@ -300,7 +316,7 @@ def test_label_value(build_id: str, expected: str) -> None:
 def test_label_selector_of_build_labels() -> None:
     labels = build_pod_labels("b1", {"app.kubernetes.io/instance": "bhs"})
     assert label_selector({"component": labels["component"], "z": "1", "a": "2"}) == (
-        "a=2,component=binderhub-build,z=1"
+        "a=2,component=binderhub-service-build,z=1"
     )
 
 
@@ -331,14 +347,12 @@ def test_pod_reads_the_git_credential_from_its_secret(assert_valid: Validate) ->
     options = BuildPodOptions(
         build_id="b1",
         repo2docker=R2D,
-        env={"GIT_CONFIG_COUNT": "1"},
         git_credential_secret_name=secret,
     )
     pod = make_build_pod(options)
     expected = minimal_pod()
     expected["spec"]["containers"][0]["env"] = [
         {"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"},
-        {"name": "GIT_CONFIG_COUNT", "value": "1"},
         {
             "name": "GIT_CREDENTIAL_ENV",
             "valueFrom": {"secretKeyRef": {"name": secret, "key": "GIT_CREDENTIAL_ENV"}},
@@ -349,9 +363,8 @@ def test_pod_reads_the_git_credential_from_its_secret(assert_valid: Validate) ->
 
 
 def test_git_credential_secret(assert_valid: Validate) -> None:
-    created = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
-    created["metadata"]["uid"] = "0f1e2d3c-0000-4000-8000-000000000001"
-    secret = make_git_credential_secret(created, "username=u\\npassword=p")
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
+    secret = make_git_credential_secret(pod, "username=u\\npassword=p")
     assert secret == {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -359,6 +372,20 @@ def test_git_credential_secret(assert_valid: Validate) -> None:
             "name": f"{NAME}-git-credential",
             "namespace": "binder",
             "labels": minimal_pod()["metadata"]["labels"],
+        },
+        "type": "Opaque",
+        "stringData": {"GIT_CREDENTIAL_ENV": "username=u\\npassword=p"},
+    }
+    assert len(secret["metadata"]["name"]) <= 253
+    assert_valid(secret)
+
+
+def test_owner_reference_patch(assert_valid: Validate) -> None:
+    created = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, namespace="binder"))
+    created["metadata"]["uid"] = "0f1e2d3c-0000-4000-8000-000000000001"
+    patch = owner_reference_patch(created)
+    assert patch == {
+        "metadata": {
             "ownerReferences": [
                 {
                     "apiVersion": "v1",
@@ -366,10 +393,21 @@ def test_git_credential_secret(assert_valid: Validate) -> None:
                     "name": NAME,
                     "uid": "0f1e2d3c-0000-4000-8000-000000000001",
                 }
-            ],
-        },
-        "type": "Opaque",
-        "stringData": {"GIT_CREDENTIAL_ENV": "username=u\\npassword=p"},
+            ]
+        }
     }
-    assert len(secret["metadata"]["name"]) <= 253
-    assert_valid(secret)
+    secret = make_git_credential_secret(created, "x")
+    assert_valid({**secret, "metadata": {**secret["metadata"], **patch["metadata"]}})
+
+
+def test_pod_names_and_labels_are_scoped_by_installation() -> None:
+    """Two installations never share a pod name, and select only their own pods."""
+    names = {build_pod_name(R2D.repo_url, R2D.ref, instance) for instance in ("", "a", "b")}
+    assert len(names) == 3
+    pod = make_build_pod(BuildPodOptions(build_id="b1", repo2docker=R2D, instance="a"))
+    assert pod["metadata"]["name"] == build_pod_name(R2D.repo_url, R2D.ref, "a")
+    assert selector_labels("a") == {
+        "component": "binderhub-service-build",
+        "app.kubernetes.io/instance": "a",
+    }
+    assert selector_labels("a").items() <= pod["metadata"]["labels"].items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from binderhub_service.build_container import (
+    OPERATOR_CONFIG_FILE,
     BuildContainer,
     docker_run_args,
     repo2docker_config,
@@ -125,7 +126,7 @@ def test_paths_that_would_split_a_mount_are_refused():
 
 
 def test_the_build_config_uses_the_checkout_as_a_local_folder():
-    text = repo2docker_config(True)
+    text = repo2docker_config(OPERATOR_CONFIG_FILE)
     assert "load_subconfig('/etc/binderhub-operator/repo2docker_config.py')" in text
     assert text.rstrip().endswith("c.Repo2Docker.content_providers = [Local]")
-    assert "load_subconfig" not in repo2docker_config(False)
+    assert "load_subconfig" not in repo2docker_config(None)

@@ -170,6 +170,9 @@ The service's traitlets configuration, {Class: {trait: value}}: the values'
     "build_daemon_label_selector" (printf "component=binderhub-build-daemon,app.kubernetes.io/instance=%s" .Release.Name))
   "DockerRegistry" (dict)
 }}
+{{- if not (hasKey (.Values.config.KubernetesExecutor | default dict) "build_image") }}
+{{- $_ := set $chart.KubernetesExecutor "build_image" (printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion)) }}
+{{- end }}
 {{- if .Values.registry.url }}
 {{- $_ := set $chart.DockerRegistry "url" .Values.registry.url }}
 {{- end }}
