@@ -193,6 +193,15 @@ class BinderHubService(Application):
         long. 0 asks every time. Default 60.""",
     ).tag(config=True)
 
+    resolved_ref_seconds = Float(
+        0.0,
+        help="""Seconds a resolved ref (a branch or tag resolved to its commit) is reused for
+        identical requests, so a crowd on one link costs one lookup of the repository even
+        when its requests do not arrive together (identical lookups in flight at once are
+        always shared). A branch pushed to meanwhile is built at its older commit for at most
+        this long. 0 (the default) resolves every request afresh. Example: 10.""",
+    ).tag(config=True)
+
     keepalive_interval = Float(
         25.0,
         help="Seconds between keepalive comments on a quiet event stream. Default 25.",
@@ -423,7 +432,10 @@ class BinderHubService(Application):
             images=self.images,
             image_prefix=self.image_prefix,
             push=self.use_registry,
+            store=self.store,
+            recorder=self.recorder,
             user_limits=self.user_limits,
+            resolved_ref_seconds=self.resolved_ref_seconds,
         )
         build_args = {
             "requests": requests,
