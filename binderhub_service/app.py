@@ -15,7 +15,7 @@ from jupyterhub.traitlets import EntryPointType
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Type, Unicode, default, validate
 from traitlets.config import Application
 
 from . import __version__
@@ -243,6 +243,15 @@ class BinderHubService(Application):
         (anyone who reaches the service may build; a warning is logged at start).""",
     ).tag(config=True)
 
+    authenticator_class = Type(
+        ServiceAuth,
+        klass=ServiceAuth,
+        help="""The class that says who sends each request (its ``authenticate`` method):
+        a subclass of ``ServiceAuth``. Default ``ServiceAuth``, the hub's tokens and
+        logins (or, with ``auth_enabled = False``, everyone anonymous). Example: a
+        subclass that also trusts a header set by an authenticating proxy in front.""",
+    ).tag(config=True)
+
     tornado_settings = Dict(
         help="Extra settings for the Tornado application, e.g. ``{'compress_response': True}``.",
     ).tag(config=True)
@@ -344,7 +353,9 @@ class BinderHubService(Application):
 
     def init_auth(self) -> None:
         try:
-            self.auth = ServiceAuth(parent=self, enabled=self.auth_enabled, base_url=self.base_url)
+            self.auth = self.authenticator_class(
+                parent=self, enabled=self.auth_enabled, base_url=self.base_url
+            )
         except AuthConfigError as e:
             raise ConfigError(str(e)) from None
         if not self.auth_enabled:

@@ -64,7 +64,7 @@ class ApiHandler(BaseHandler):
     @property
     def visible_to(self) -> str | None:
         """The user whose records this request may see; None for an admin."""
-        identity = self.current_identity()
+        identity = self.identity
         return None if identity.is_admin else identity.name
 
     def build_json(self, record: BuildRecord) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class ApiHandler(BaseHandler):
 
     def image_owner(self) -> str:
         """Whose image a request names: the caller's, or for an admin ``?owner=``."""
-        identity = self.current_identity()
+        identity = self.identity
         owner = self.get_query_argument("owner", None)
         if not owner or not identity.is_admin:
             return identity.name
@@ -118,7 +118,7 @@ class BuildsHandler(ApiHandler):
     async def post(self) -> None:
         prefix, spec = api_input.build_request(api_input.json_object(self.request.body))
         try:
-            answer = await self.ctx.requests.request(self.current_identity(), prefix, spec)
+            answer = await self.ctx.requests.request(self.identity, prefix, spec)
         except UnknownProvider as e:
             raise api_input.InvalidInput(e.message) from None
         if answer.build is not None:
@@ -163,7 +163,7 @@ async def cancel(handler: ApiHandler, build_id: str) -> None:
     """Cancel a build the caller started (or any, for an admin); answer its final record."""
     await handler.visible_build(build_id)
     await handler.ctx.requests.cancel(
-        handler.current_identity(), build_id, timeout=handler.ctx.cancel_timeout
+        handler.identity, build_id, timeout=handler.ctx.cancel_timeout
     )
     handler.write_json(handler.build_json(await handler.visible_build(build_id)))
 
@@ -207,7 +207,7 @@ class ImagesHandler(ApiHandler):
 
     async def post(self) -> None:
         request = api_input.image_request(api_input.json_object(self.request.body))
-        owner = self.current_identity().name
+        owner = self.identity.name
         image = request.image
         if request.build_id is not None:
             await self.ctx.recorder.flush()

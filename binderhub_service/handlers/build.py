@@ -66,7 +66,7 @@ class BuildHandler(EventStreamHandler):
                 "Servers are started by JupyterHub."
             )
         answer = await self.requests.request(
-            self.current_identity(), *self.raw_spec(), resume=self.last_event_id() is not None
+            self.identity, *self.raw_spec(), resume=self.last_event_id() is not None
         )
         if answer.build is None:
             await self.send_event(ready(answer.target.image_name, "Done! Found built image"))
