@@ -37,6 +37,7 @@ from .log import log_request
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .redact import Redactor
 from .registry import DockerRegistry
+from .restart import reconcile
 from .startup import (
     ConfigError,
     bind,
@@ -46,7 +47,6 @@ from .startup import (
     trait_error_message,
 )
 from .store import BuildRecorder, Store
-from .store.reconcile import reconcile
 
 
 class ExecutorClass(EntryPointType):

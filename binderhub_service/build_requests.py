@@ -27,6 +27,7 @@ from .naming import image_name
 from .providers.base import RepoProvider, RepoSpec
 from .providers.catalog import RepoProviderCatalog
 from .singleflight import SingleFlight
+from .states import BuildState
 from .store import BuildRecorder, Store
 
 
@@ -206,7 +207,9 @@ class BuildRequests:
     async def _record_found(self, target: BuildTarget, identity: Identity) -> str | None:
         """The id of the user's succeeded record of the image, written now if there is none."""
         try:
-            record = await self.store.latest_build(target.image_name, "succeeded", identity.name)
+            record = await self.store.latest_build(
+                target.image_name, BuildState.SUCCEEDED, identity.name
+            )
             if record is not None:
                 return record.id
             build_id = uuid.uuid4().hex

@@ -20,12 +20,13 @@ from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import ServiceError, UnknownProvider
 from ..events import json_frame
+from ..states import BuildState
 from ..store import BuildFilter, BuildRecorder, Store
 from ..store.models import BuildRecord
-from ..store.records import build_json, image_json
 from . import api_input
 from .base import BaseHandler
 from .openapi import openapi_document
+from .records import build_json, image_json
 from .sse import EventStreamHandler
 
 
@@ -212,7 +213,7 @@ class ImagesHandler(ApiHandler):
         if request.build_id is not None:
             await self.ctx.recorder.flush()
             record = await self.ctx.store.get_build(request.build_id, self.visible_to)
-            if record is None or record.state != "succeeded":
+            if record is None or record.state != BuildState.SUCCEEDED:
                 raise api_input.InvalidInput(
                     f"'build_id' must name a succeeded build of yours: {request.build_id[:64]!r}."
                 )
