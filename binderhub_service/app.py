@@ -15,7 +15,7 @@ from jupyterhub.traitlets import EntryPointType
 from sqlalchemy.exc import SQLAlchemyError
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Type, Unicode, default, validate
 from traitlets.config import Application
 
 from . import __version__
@@ -39,6 +39,7 @@ from .netguard import check_url
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .redact import Redactor
 from .registry import DockerRegistry
+from .restart import reconcile
 from .startup import (
     ConfigError,
     bind,
@@ -48,7 +49,6 @@ from .startup import (
     trait_error_message,
 )
 from .store import BuildRecorder, Store
-from .store.reconcile import reconcile
 
 
 class ExecutorClass(EntryPointType):
@@ -195,6 +195,15 @@ class BinderHubService(Application):
         long. 0 asks every time. Default 60.""",
     ).tag(config=True)
 
+    resolved_ref_seconds = Float(
+        0.0,
+        help="""Seconds a resolved ref (a branch or tag resolved to its commit) is reused for
+        identical requests, so a crowd on one link costs one lookup of the repository even
+        when its requests do not arrive together (identical lookups in flight at once are
+        always shared). A branch pushed to meanwhile is built at its older commit for at most
+        this long. 0 (the default) resolves every request afresh. Example: 10.""",
+    ).tag(config=True)
+
     keepalive_interval = Float(
         25.0,
         help="Seconds between keepalive comments on a quiet event stream. Default 25.",
@@ -234,6 +243,15 @@ class BinderHubService(Application):
         it needs the ``JUPYTERHUB_*`` environment JupyterHub gives a managed service, and
         the service refuses to start without it. Set False to run without authentication
         (anyone who reaches the service may build; a warning is logged at start).""",
+    ).tag(config=True)
+
+    authenticator_class = Type(
+        ServiceAuth,
+        klass=ServiceAuth,
+        help="""The class that says who sends each request (its ``authenticate`` method):
+        a subclass of ``ServiceAuth``. Default ``ServiceAuth``, the hub's tokens and
+        logins (or, with ``auth_enabled = False``, everyone anonymous). Example: a
+        subclass that also trusts a header set by an authenticating proxy in front.""",
     ).tag(config=True)
 
     tornado_settings = Dict(
@@ -337,7 +355,9 @@ class BinderHubService(Application):
 
     def init_auth(self) -> None:
         try:
-            self.auth = ServiceAuth(parent=self, enabled=self.auth_enabled, base_url=self.base_url)
+            self.auth = self.authenticator_class(
+                parent=self, enabled=self.auth_enabled, base_url=self.base_url
+            )
         except AuthConfigError as e:
             raise ConfigError(str(e)) from None
         if not self.auth_enabled:
@@ -434,7 +454,10 @@ class BinderHubService(Application):
             images=self.images,
             image_prefix=self.image_prefix,
             push=self.use_registry,
+            store=self.store,
+            recorder=self.recorder,
             user_limits=self.user_limits,
+            resolved_ref_seconds=self.resolved_ref_seconds,
         )
         build_args = {
             "requests": requests,

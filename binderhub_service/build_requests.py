@@ -1,18 +1,34 @@
-"""From a requested spec to a build: the steps the build stream and the REST API share."""
+"""From a requested spec to a build: the one request path of the build stream and the REST API.
+
+Both ways of asking for an image (``GET build/...`` and ``POST api/v1/builds``)
+call :meth:`BuildRequests.request`, which answers "join, found, or start" and
+records the answer the same way: a user who joins a build becomes one of its
+requesters, and an image found already built leaves a succeeded record of its
+own. Handlers only translate the answer into HTTP.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from tornado.log import app_log
 
 from .auth import Identity
 from .builds import Build, BuildManager
-from .errors import Forbidden, InvalidSpec
+from .errors import Forbidden, InvalidSpec, ServiceError
 from .images import ImageLookup
 from .limits import UserLimits
 from .metrics import IMAGE_FOUND_COUNT
 from .naming import image_name
 from .providers.base import RepoProvider, RepoSpec
 from .providers.catalog import RepoProviderCatalog
+from .singleflight import SingleFlight
+from .states import BuildState
+from .store import BuildRecorder, Store
 
 
 @dataclass(frozen=True)
@@ -27,16 +43,48 @@ class BuildTarget:
     image_name: str
 
 
+class Outcome(enum.StrEnum):
+    """How a request was answered."""
+
+    JOINED = "joined"
+    FOUND = "found"
+    STARTED = "started"
+
+
 @dataclass(frozen=True)
+class Answer:
+    """A request's outcome: the build to follow, or (found) the record that says so."""
+
+    outcome: Outcome
+    target: BuildTarget
+    build: Build | None = None
+    found_record_id: str | None = None
+
+
+class NotCancellable(ServiceError):
+    status_code = 409
+
+
+@dataclass
 class BuildRequests:
-    """Authorise, resolve, look for the image, and start or join its build."""
+    """Authorise, resolve, look for the image, and start or join its build; cancel builds.
+
+    Identical ref resolutions in flight at once share one call to the provider;
+    with ``resolved_ref_seconds`` above 0 a resolution is reused for that long.
+    """
 
     manager: BuildManager
     catalog: RepoProviderCatalog
     images: ImageLookup
     image_prefix: str
     push: bool
+    store: Store
+    recorder: BuildRecorder
     user_limits: UserLimits | None = None
+    resolved_ref_seconds: float = 0.0
+    _resolutions: SingleFlight[str] = field(default_factory=SingleFlight, init=False)
+    _found_records: SingleFlight[str | None] = field(default_factory=SingleFlight, init=False)
+    _resolved: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict, init=False)
 
     @staticmethod
     def authorize(identity: Identity) -> None:
@@ -46,15 +94,63 @@ class BuildRequests:
                 f"{identity.name} may not build images here: the hub token lacks the build scope."
             )
 
+    async def request(
+        self, identity: Identity, prefix: str, spec: str, *, resume: bool = False
+    ) -> Answer:
+        """Join the image's build, report the image found, or start its build.
+
+        ``resume``: the caller follows a stream it had begun, so a build still in
+        memory is joined even when it has ended.
+        """
+        self.authorize(identity)
+        target = await self.resolve(prefix, spec)
+        build = self.manager.find(target.image_name)
+        if build is not None and (not build.done or resume):
+            await self._add_requester(build, identity.name)
+            return Answer(Outcome.JOINED, target, build=build)
+        if await self.image_exists(target):
+            record_id = await self._found_records.run(
+                (target.image_name, identity.name), lambda: self._record_found(target, identity)
+            )
+            return Answer(Outcome.FOUND, target, found_record_id=record_id)
+        build = self.start(target, identity)
+        if build.requester != identity.name:
+            # Another request started it meanwhile.
+            await self._add_requester(build, identity.name)
+            return Answer(Outcome.JOINED, target, build=build)
+        return Answer(Outcome.STARTED, target, build=build)
+
     async def resolve(self, prefix: str, spec: str) -> BuildTarget:
         """Validate the spec and resolve its ref; input no parser accepts is a 400."""
         try:
             provider, repo = self.catalog.parse(prefix, spec)
-            resolved_ref = await provider.resolve_ref(repo)
+            resolved_ref = await self._resolve_ref(prefix, spec, provider, repo)
         except ValueError:
             raise InvalidSpec(f"The spec {spec[:200]!r} is not valid.") from None
         name = image_name(self.image_prefix, repo.slug, resolved_ref)
         return BuildTarget(prefix, spec, provider, repo, resolved_ref, name)
+
+    async def _resolve_ref(
+        self, prefix: str, spec: str, provider: RepoProvider, repo: RepoSpec
+    ) -> str:
+        key = (prefix, spec)
+        reused = self._resolved.get(key)
+        if reused is not None and reused[0] > time.monotonic():
+            return reused[1]
+
+        async def resolve() -> str:
+            ref = await provider.resolve_ref(repo)
+            if self.resolved_ref_seconds > 0:
+                self._forget_expired()
+                self._resolved[key] = (time.monotonic() + self.resolved_ref_seconds, ref)
+            return ref
+
+        return await self._resolutions.run(key, resolve)
+
+    def _forget_expired(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (expires, _) in self._resolved.items() if expires <= now]:
+            del self._resolved[key]
 
     async def image_exists(self, target: BuildTarget) -> bool:
         found = await self.images.has_image(target.image_name)
@@ -82,3 +178,51 @@ class BuildRequests:
             content_providers=tuple(target.provider.repo2docker_content_providers()),
             git_credential=target.provider.git_credentials(target.repo),
         )
+
+    async def cancel(self, identity: Identity, build_id: str, timeout: float) -> None:
+        """Cancel a build ``identity`` started (any, for an admin) and wait until it ends."""
+        build = self.manager.get(build_id)
+        record = await self.store.get_build(build_id) if build is None else None
+        requester = build.requester if build is not None else record and record.requester
+        if not identity.is_admin and requester != identity.name:
+            raise Forbidden("Only the user who started a build can cancel it.")
+        if build is None or build.done:
+            state = build.state.value if build is not None else record and record.state
+            raise NotCancellable(f"Build {build_id} has already ended ({state}).")
+        self.manager.cancel(build)
+        async with asyncio.timeout(timeout):
+            async for _ in build.stream(len(build.frames), keepalive=timeout):
+                pass
+
+    async def _add_requester(self, build: Build, user: str) -> None:
+        """Let ``user``, who joined ``build``, see it; a failure to record is logged."""
+        if user == build.requester:
+            return
+        try:
+            await self.recorder.flush()
+            await self.store.add_requester(build.id, user)
+        except Exception:
+            app_log.exception("Could not record that %s joined build %s", user, build.id)
+
+    async def _record_found(self, target: BuildTarget, identity: Identity) -> str | None:
+        """The id of the user's succeeded record of the image, written now if there is none."""
+        try:
+            record = await self.store.latest_build(
+                target.image_name, BuildState.SUCCEEDED, identity.name
+            )
+            if record is not None:
+                return record.id
+            build_id = uuid.uuid4().hex
+            await self.recorder.record_found_image(
+                build_id=build_id,
+                requester=identity.name,
+                provider=target.prefix,
+                spec=target.spec,
+                repo_url=target.repo.repo_url,
+                ref=target.resolved_ref,
+                image_name=target.image_name,
+            )
+            return build_id
+        except Exception:
+            app_log.exception("Could not record that %s found %s", identity.name, target.image_name)
+            return None

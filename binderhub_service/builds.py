@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import time
 import uuid
 from collections import deque
@@ -35,6 +34,7 @@ from .metrics import (
     BuildStatus,
 )
 from .redact import Redactor
+from .states import BuildState
 from .text import clean_text, clean_value
 
 # Events that still reach the log after it was truncated: how the build ended.
@@ -56,18 +56,6 @@ def cut(text: str, length: int) -> str:
     if length <= 0 or len(text) <= length:
         return text
     return f"{text[:length]}... ({len(text) - length} more characters)\n"
-
-
-class BuildState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (BuildState.SUCCEEDED, BuildState.FAILED, BuildState.CANCELLED)
 
 
 class BuildObserver(Protocol):

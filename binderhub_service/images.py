@@ -6,6 +6,8 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+from .singleflight import SingleFlight
+
 
 class ImageLookup(Protocol):
     """Anything that can say whether an image exists (a registry, or the local engine)."""
@@ -20,7 +22,8 @@ class FoundImageCache:
     existing unless an operator deletes it: a repeated request for a popular
     image is answered without asking the registry again. Only positive answers
     are kept (a missing image is always asked for again), at most
-    ``max_entries`` of them, the oldest dropped first.
+    ``max_entries`` of them, the oldest dropped first. Lookups of one image
+    in flight at once share one call to ``lookup``.
     """
 
     def __init__(self, lookup: ImageLookup, seconds: float, max_entries: int = 10_000) -> None:
@@ -28,12 +31,17 @@ class FoundImageCache:
         self.seconds = seconds
         self.max_entries = max_entries
         self._found: OrderedDict[str, float] = OrderedDict()
+        self._lookups: SingleFlight[bool] = SingleFlight()
 
     async def has_image(self, image_name: str) -> bool:
         now = time.monotonic()
         expires = self._found.get(image_name)
         if expires is not None and expires > now:
             return True
+        return await self._lookups.run(image_name, lambda: self._ask(image_name))
+
+    async def _ask(self, image_name: str) -> bool:
+        now = time.monotonic()
         found = await self.lookup.has_image(image_name)
         if found and self.seconds > 0:
             self._found[image_name] = now + self.seconds

@@ -9,9 +9,7 @@ is answered 404, as if it did not exist. The document at
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +18,15 @@ from tornado.log import app_log
 
 from ..build_requests import BuildRequests
 from ..builds import Build
-from ..errors import Forbidden, ServiceError, UnknownProvider
+from ..errors import ServiceError, UnknownProvider
 from ..events import json_frame
+from ..states import BuildState
 from ..store import BuildFilter, BuildRecorder, Store
 from ..store.models import BuildRecord
-from ..store.records import build_json, image_json
 from . import api_input
 from .base import BaseHandler
 from .openapi import openapi_document
+from .records import build_json, image_json
 from .sse import EventStreamHandler
 
 
@@ -66,7 +65,7 @@ class ApiHandler(BaseHandler):
     @property
     def visible_to(self) -> str | None:
         """The user whose records this request may see; None for an admin."""
-        identity = self.current_identity()
+        identity = self.identity
         return None if identity.is_admin else identity.name
 
     def build_json(self, record: BuildRecord) -> dict[str, Any]:
@@ -83,7 +82,7 @@ class ApiHandler(BaseHandler):
 
     def image_owner(self) -> str:
         """Whose image a request names: the caller's, or for an admin ``?owner=``."""
-        identity = self.current_identity()
+        identity = self.identity
         owner = self.get_query_argument("owner", None)
         if not owner or not identity.is_admin:
             return identity.name
@@ -119,44 +118,19 @@ class BuildsHandler(ApiHandler):
 
     async def post(self) -> None:
         prefix, spec = api_input.build_request(api_input.json_object(self.request.body))
-        requests = self.ctx.requests
-        identity = self.current_identity()
-        requests.authorize(identity)
         try:
-            target = await requests.resolve(prefix, spec)
+            answer = await self.ctx.requests.request(self.identity, prefix, spec)
         except UnknownProvider as e:
             raise api_input.InvalidInput(e.message) from None
-        user = identity.name
-        store, recorder = self.ctx.store, self.ctx.recorder
-
-        build = self.manager.find(target.image_name)
-        if build is not None and not build.done:
-            try:
-                await recorder.flush()
-                await store.add_requester(build.id, user)
-            except Exception:
-                app_log.exception("Could not record that %s joined build %s", user, build.id)
-            self.write_json(self.build_json(await self._record(build)), status=202)
+        if answer.build is not None:
+            self.write_json(self.build_json(await self._record(answer.build)), status=202)
             return
-        if await requests.image_exists(target):
-            record = await store.latest_build(target.image_name, "succeeded", self.visible_to)
-            if record is None:
-                build_id = uuid.uuid4().hex
-                await recorder.record_found_image(
-                    build_id=build_id,
-                    requester=user,
-                    provider=prefix,
-                    spec=spec,
-                    repo_url=target.repo.repo_url,
-                    ref=target.resolved_ref,
-                    image_name=target.image_name,
-                )
-                record = await store.get_build(build_id)
-                assert record is not None
-            self.write_json(self.build_json(record), status=200)
-            return
-        build = requests.start(target, identity)
-        self.write_json(self.build_json(await self._record(build)), status=202)
+        record = None
+        if answer.found_record_id is not None:
+            record = await self.ctx.store.get_build(answer.found_record_id)
+        if record is None:
+            raise ServiceError("The image exists, but its record could not be written.", 503)
+        self.write_json(self.build_json(record), status=200)
 
     async def _record(self, build: Build) -> BuildRecord:
         """The stored record of a build, or while it is not stored yet the one in memory."""
@@ -188,17 +162,10 @@ class BuildCancelHandler(ApiHandler):
 
 async def cancel(handler: ApiHandler, build_id: str) -> None:
     """Cancel a build the caller started (or any, for an admin); answer its final record."""
-    record = await handler.visible_build(build_id)
-    identity = handler.current_identity()
-    if not identity.is_admin and record.requester != identity.name:
-        raise Forbidden("Only the user who started a build can cancel it.")
-    build = handler.manager.get(build_id)
-    if build is None or build.done:
-        raise Conflict(f"Build {build_id} has already ended ({record.state}).")
-    handler.manager.cancel(build)
-    async with asyncio.timeout(handler.ctx.cancel_timeout):
-        async for _ in build.stream(len(build.frames), keepalive=handler.ctx.cancel_timeout):
-            pass
+    await handler.visible_build(build_id)
+    await handler.ctx.requests.cancel(
+        handler.identity, build_id, timeout=handler.ctx.cancel_timeout
+    )
     handler.write_json(handler.build_json(await handler.visible_build(build_id)))
 
 
@@ -241,12 +208,12 @@ class ImagesHandler(ApiHandler):
 
     async def post(self) -> None:
         request = api_input.image_request(api_input.json_object(self.request.body))
-        owner = self.current_identity().name
+        owner = self.identity.name
         image = request.image
         if request.build_id is not None:
             await self.ctx.recorder.flush()
             record = await self.ctx.store.get_build(request.build_id, self.visible_to)
-            if record is None or record.state != "succeeded":
+            if record is None or record.state != BuildState.SUCCEEDED:
                 raise api_input.InvalidInput(
                     f"'build_id' must name a succeeded build of yours: {request.build_id[:64]!r}."
                 )

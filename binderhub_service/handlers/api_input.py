@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ServiceError
+from ..states import BuildState
 
-BUILD_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+BUILD_STATES = tuple(state.value for state in BuildState)
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 IMAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")

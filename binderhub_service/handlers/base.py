@@ -84,18 +84,15 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
 
     @property
     def identity(self) -> Identity:
-        """The identity :meth:`prepare` resolved (anonymous on open routes)."""
+        """Who is asking, as :meth:`prepare` resolved it; builds and saved images are
+        recorded under ``.name``.
+
+        Anonymous on open routes. Without authentication everyone is the one user
+        ``anonymous`` (limits still count by client address) and nobody is an admin.
+        """
         if self._identity is None:
             return anonymous_identity(self.request.remote_ip)
         return self._identity
-
-    def current_identity(self) -> Identity:
-        """Who is asking; builds and saved images are recorded under ``.name``.
-
-        Without authentication everyone is the one user ``anonymous`` (limits
-        still count by client address) and nobody is an admin.
-        """
-        return self.identity
 
     def get_current_user(self) -> Identity | None:
         return self._identity

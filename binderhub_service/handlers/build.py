@@ -65,13 +65,9 @@ class BuildHandler(EventStreamHandler):
                 "This service only builds images: add build_only=true to the request. "
                 "Servers are started by JupyterHub."
             )
-        identity = self.current_identity()
-        self.requests.authorize(identity)
-        target = await self.requests.resolve(*self.raw_spec())
-        build = self.requests.manager.find(target.image_name)
-        if build is not None and (not build.done or self.last_event_id() is not None):
-            return build
-        if await self.requests.image_exists(target):
-            await self.send_event(ready(target.image_name, "Done! Found built image"))
-            return None
-        return self.requests.start(target, identity)
+        answer = await self.requests.request(
+            self.identity, *self.raw_spec(), resume=self.last_event_id() is not None
+        )
+        if answer.build is None:
+            await self.send_event(ready(answer.target.image_name, "Done! Found built image"))
+        return answer.build

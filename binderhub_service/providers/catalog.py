@@ -50,7 +50,7 @@ class RepoProviderCatalog(LoggingConfigurable):
 
     It also applies the operator's policy before anything is resolved:
     ``banned_specs`` and ``allowed_specs`` decide which specs may be built at
-    all, ``spec_config`` gives per-repository options (:meth:`spec_options`).
+    all.
     Patterns are case-insensitive regular expressions matched (``re.match``,
     so anchored at the start) against ``<prefix>/<spec>``, e.g.
     ``gh/binder-examples/.*``. A spec is banned when either the spec as
@@ -122,18 +122,6 @@ class RepoProviderCatalog(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    spec_config = List(
-        Dict(),
-        help="""Per-repository options, like BinderHub's ``spec_config``.
-
-        A list of ``{"pattern": REGEX, "config": {...}}``; the ``config`` of every
-        entry whose pattern matches ``<prefix>/<spec>`` (as ``banned_specs``)
-        is merged, later entries winning. Example:
-        ``[{"pattern": "gh/my-org/.*", "config": {"quota": 100, "priority": 10}}]``.
-        Default: none.
-        """,
-    ).tag(config=True)
-
     @validate("banned_specs", "allowed_specs")
     def _valid_patterns(self, proposal: Any) -> list[str]:
         _compile(proposal["value"], proposal["trait"].name)
@@ -153,17 +141,6 @@ class RepoProviderCatalog(LoggingConfigurable):
     def denied(self) -> tuple[IPNetwork, ...]:
         """``denied_networks`` parsed, for :func:`binderhub_service.netguard.check_url`."""
         return parse_networks(self.denied_networks)
-
-    @validate("spec_config")
-    def _valid_spec_config(self, proposal: Any) -> list[dict[str, Any]]:
-        for item in proposal["value"]:
-            if not isinstance(item.get("pattern"), str) or not isinstance(item.get("config"), dict):
-                raise ValueError(
-                    'spec_config entries are {"pattern": "<regex>", "config": {...}}; '
-                    f"got {item!r}"
-                )
-            _compile([item["pattern"]], "spec_config")
-        return proposal["value"]
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -204,16 +181,6 @@ class RepoProviderCatalog(LoggingConfigurable):
         if refused:
             self.log.info("Refusing spec %s/%s by policy", prefix, repo.spec)
             raise Forbidden(self.banned_spec_message)
-
-    def spec_options(self, prefix: str, spec: str) -> dict[str, Any]:
-        """The merged ``spec_config`` options for ``<prefix>/<spec>`` (``{}`` when none match)."""
-        forms = self._forms(prefix, self.get(prefix).parse(spec))
-        options: dict[str, Any] = {}
-        for item in self.spec_config:
-            pattern = re.compile(item["pattern"], re.IGNORECASE)
-            if any(pattern.match(form) for form in forms):
-                options.update(item["config"])
-        return options
 
     def describe(self) -> list[dict[str, Any]]:
         """What ``api/repoproviders`` serves: one :meth:`RepoProvider.describe` per provider."""

@@ -21,6 +21,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..auth import ANONYMOUS
 from ..events import BuildEvent, ready
+from ..states import BuildState
 from .models import BuildRecord
 from .store import Store
 
@@ -250,7 +251,7 @@ class BuildRecorder(LoggingConfigurable):
                     "ref": ref,
                     "repo_url": repo_url,
                     "image_name": image_name,
-                    "state": "succeeded",
+                    "state": BuildState.SUCCEEDED.value,
                     "created": now,
                     "started": now,
                     "finished": now,

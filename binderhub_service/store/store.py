@@ -19,10 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ..states import UNFINISHED_STATES
 from ..text import clean_value
 from .models import BuildLogEvent, BuildRecord, BuildRequester, SavedImage
-
-UNFINISHED_STATES = ("queued", "running")
 
 
 @dataclass(frozen=True)

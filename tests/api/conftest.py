@@ -20,38 +20,32 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from binderhub_service.app import BinderHubService
-from binderhub_service.auth import Identity
-from binderhub_service.handlers.base import BaseHandler
+from binderhub_service.auth import Identity, ServiceAuth
 from tests.conftest import LOOPBACK_NETWORKS
 from tests.fakes import FakeExecutor
 
 
-class HeaderIdentity(BaseHandler):
-    """Test-only identity: ``X-Test-User`` names the user, ``X-Test-Admin: 1`` makes an admin.
+class HeaderAuthenticator(ServiceAuth):
+    """Test-only authenticator: ``X-Test-User`` names the user, ``X-Test-Admin: 1`` makes
+    an admin; without the header a request is anonymous, as with authentication off.
 
-    Mixed into the API's handler classes by :func:`with_header_identity`; the
-    service itself never reads these headers.
+    Chosen by ``c.BinderHubService.authenticator_class`` in :func:`make_service`, so
+    requests take the service's own auth and limit path.
     """
 
-    def current_identity(self) -> Identity:
-        name = self.request.headers.get("X-Test-User")
+    async def authenticate(
+        self, handler: web.RequestHandler, *, api: bool = True
+    ) -> Identity | None:
+        name = handler.request.headers.get("X-Test-User")
         if name is None:
-            return super().current_identity()
+            return await super().authenticate(handler, api=api)
         return Identity(
             name=name,
             kind="user",
-            is_admin=self.request.headers.get("X-Test-Admin") == "1",
+            is_admin=handler.request.headers.get("X-Test-Admin") == "1",
             can_build=True,
             limit_key=f"user:{name}",
         )
-
-
-def with_header_identity(routes: list[Any]) -> list[Any]:
-    wrapped = []
-    for pattern, handler, *args in routes:
-        cls = type(handler.__name__, (HeaderIdentity, handler), {})
-        wrapped.append((pattern, cls, *args))
-    return wrapped
 
 
 @dataclass
@@ -100,8 +94,11 @@ def make_service(db_url: str, tmp_path: Path, *config_lines: str) -> BinderHubSe
         "\n".join(
             [
                 "from tests.fakes import FakeExecutor",
+                "from tests.api.conftest import HeaderAuthenticator",
                 "c.BinderHubService.executor_class = FakeExecutor",
                 "c.BinderHubService.auth_enabled = False",
+                "c.BinderHubService.authenticator_class = HeaderAuthenticator",
+                "c.UserLimits.rate_limit_per_minute = 6000",
                 f"c.BinderHubService.db_url = {db_url!r}",
                 f"c.BinderHubService.data_dir = {str(tmp_path / 'data')!r}",
                 "c.BuildRecorder.flush_interval = 0.05",
@@ -116,12 +113,8 @@ def make_service(db_url: str, tmp_path: Path, *config_lines: str) -> BinderHubSe
 
 
 def api_app(service: BinderHubService) -> web.Application:
-    rules = service.tornado_app.wildcard_router.rules
-    return web.Application(
-        with_header_identity(
-            [(rule.matcher.regex.pattern, rule.target, rule.target_kwargs) for rule in rules]
-        )
-    )
+    """The service's own Tornado application."""
+    return service.tornado_app
 
 
 @pytest.fixture

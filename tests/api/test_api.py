@@ -1,7 +1,7 @@
 """REST API v1 in process (fake executor), on SQLite and PostgreSQL.
 
-Identity: the API's handlers are mixed with a test-only class that reads the
-user from ``X-Test-User`` (and admin from ``X-Test-Admin``); see conftest.py.
+Identity: a test-only authenticator, chosen by config, reads the user from
+``X-Test-User`` (and admin from ``X-Test-Admin``); see conftest.py.
 """
 
 from __future__ import annotations

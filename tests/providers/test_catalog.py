@@ -77,21 +77,6 @@ def test_allowed_specs():
 def test_bad_pattern_is_a_config_error():
     with pytest.raises(ValueError, match="not a regular expression"):
         RepoProviderCatalog(denied_networks=[], banned_specs=["("])
-    with pytest.raises(ValueError, match="pattern"):
-        RepoProviderCatalog(denied_networks=[], spec_config=[{"config": {}}])
-
-
-def test_spec_options():
-    catalog = RepoProviderCatalog(
-        denied_networks=[],
-        spec_config=[
-            {"pattern": "gh/my-org/.*", "config": {"quota": 10, "priority": 1}},
-            {"pattern": "gh/my-org/big/", "config": {"quota": 100}},
-        ],
-    )
-    assert catalog.spec_options("gh", "my-org/big/main") == {"quota": 100, "priority": 1}
-    assert catalog.spec_options("gh", "MY-ORG/small/main") == {"quota": 10, "priority": 1}
-    assert catalog.spec_options("gh", "other/repo/main") == {}
 
 
 def test_custom_prefix_matches_policy_by_requested_prefix():

@@ -13,9 +13,9 @@ from sqlalchemy import insert, inspect
 from binderhub_service.builds import BuildManager
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFunc
+from binderhub_service.restart import INTERRUPTED, reconcile
 from binderhub_service.store import BuildFilter, BuildRecorder, Store
 from binderhub_service.store.models import BuildLogEvent, BuildRecord
-from binderhub_service.store.reconcile import INTERRUPTED, reconcile
 from tests.fakes import FakeExecutor
 
 

@@ -1,3 +1,5 @@
+import asyncio
+
 from binderhub_service.images import FoundImageCache
 
 
@@ -46,3 +48,23 @@ async def test_the_cache_is_bounded():
     await cache.has_image("img:4")
     await cache.has_image("img:0")
     assert lookup.asked == ["img:0"]
+
+
+async def test_lookups_of_one_image_in_flight_share_one_call():
+    gate = asyncio.Event()
+
+    class GatedLookup(CountingLookup):
+        async def has_image(self, image_name: str) -> bool:
+            self.asked.append(image_name)
+            await gate.wait()
+            return image_name in self.present
+
+    lookup = GatedLookup({"a:1"})
+    cache = FoundImageCache(lookup, seconds=0)
+    waiting = [asyncio.ensure_future(cache.has_image(name)) for name in ["a:1"] * 50 + ["b:1"]]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == [True] * 50 + [False]
+    assert lookup.asked == ["a:1", "b:1"]
+    # Landed: the next lookup asks again (seconds=0 remembers nothing).
+    assert await cache.has_image("a:1") and lookup.asked == ["a:1", "b:1", "a:1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from .models import BuildRecord, SavedImage
+from ..store.models import BuildRecord, SavedImage
 
 
 def isotime(timestamp: float | None) -> str | None:

@@ -6,12 +6,11 @@ import json
 import logging
 import time
 
-from ..builds import BuildManager
-from ..events import BuildEvent, failed
-from ..executors.base import BuildRequest
-from .models import BuildRecord
-from .recorder import BuildRecorder
-from .store import Store
+from .builds import BuildManager
+from .events import BuildEvent, failed
+from .executors.base import BuildRequest
+from .store import BuildRecorder, Store
+from .store.models import BuildRecord
 
 INTERRUPTED = "interrupted by service restart"
 
