@@ -92,6 +92,13 @@ class BinderHubService(Application):
         "log-level": "BinderHubService.log_level",
     }
 
+    subcommands = {
+        "gc": (
+            "binderhub_service.gc.GcApp",
+            "Delete registry images nobody uses (see c.GarbageCollector), then exit.",
+        ),
+    }
+
     flags = {
         "generate-config": (
             {"BinderHubService": {"generate_config": True}},
@@ -284,8 +291,9 @@ class BinderHubService(Application):
     def all_classes(self) -> list[type]:
         """Every configurable class, the executors loaded only when chosen included."""
         from .executors.kubernetes import KubernetesExecutor
+        from .gc import GarbageCollector
 
-        return [*self.classes, KubernetesExecutor]
+        return [*self.classes, KubernetesExecutor, GarbageCollector]
 
     def emit_help(self, classes: bool = False) -> Any:
         if classes:
@@ -307,7 +315,7 @@ class BinderHubService(Application):
         # traitlets' parse_command_line reports a bad value itself ("Bad config
         # encountered ..."); its undecorated form lets initialize() say it in one line.
         Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
-        if self.generate_config:
+        if self.generate_config or self.subapp is not None:
             return
         explicit = "config_file" in self.cli_config.get("BinderHubService", {})
         load_config_file(self, self.config_file, explicit)
@@ -462,6 +470,9 @@ class BinderHubService(Application):
         self.tornado_app = web.Application(handlers, **settings)
 
     def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
         if self.generate_config:
             self.write_default_config()
             return
