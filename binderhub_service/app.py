@@ -24,9 +24,11 @@ from .build_requests import BuildRequests
 from .builds import BuildManager
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
+from .gc import GarbageCollector, GcRunner
 from .handlers.api import ApiContext, api_handlers
 from .handlers.base import NotFoundHandler
 from .handlers.build import BuildHandler
+from .handlers.gc import GcHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.repoproviders import RepoProvidersHandler
@@ -277,6 +279,7 @@ class BinderHubService(Application):
         BuildManager,
         BuildRecorder,
         DockerRegistry,
+        GarbageCollector,
         HealthChecker,
         LocalDockerExecutor,
         RepoProviderCatalog,
@@ -291,9 +294,8 @@ class BinderHubService(Application):
     def all_classes(self) -> list[type]:
         """Every configurable class, the executors loaded only when chosen included."""
         from .executors.kubernetes import KubernetesExecutor
-        from .gc import GarbageCollector
 
-        return [*self.classes, KubernetesExecutor, GarbageCollector]
+        return [*self.classes, KubernetesExecutor]
 
     def emit_help(self, classes: bool = False) -> Any:
         if classes:
@@ -329,6 +331,7 @@ class BinderHubService(Application):
         self.init_redactor()
         self.init_store()
         self.init_builds()
+        self.init_gc()
         self.init_health()
         self.init_tornado_app()
 
@@ -408,6 +411,19 @@ class BinderHubService(Application):
             parent=self, executor=self.executor, observers=[self.recorder], redactor=self.redactor
         )
 
+    def init_gc(self) -> None:
+        """Garbage collection on request (``POST api/v1/gc``), when images go to a registry."""
+        self.gc_runner = None
+        if self.use_registry:
+            self.gc_runner = GcRunner(
+                GarbageCollector(parent=self),
+                self.registry,
+                self.store,
+                self.image_prefix,
+                forget=self.images.forget,
+                flush=self.recorder.flush,
+            )
+
     def init_health(self) -> None:
         checks = {"executor": self.executor.health}
         if self.use_registry:
@@ -446,6 +462,7 @@ class BinderHubService(Application):
             base_url=base,
         )
         handlers: list[Any] = [
+            (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),
             *api_handlers(api),
             (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),

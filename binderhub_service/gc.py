@@ -11,14 +11,14 @@ import asyncio
 import datetime
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from traitlets import Bool, Float, Integer, TraitError, Unicode
 from traitlets.config import Application, LoggingConfigurable
 
-from .errors import UpstreamError
+from .errors import ServiceError, UpstreamError
 from .gc_policy import Decision, ImageFacts, Policy, decide
 from .metrics import GC_BYTES_DELETED, GC_IMAGES_DELETED, GC_LAST_RUN, GcOutcome
 from .registry import DockerRegistry
@@ -29,8 +29,10 @@ from .store import Store
 PROBE_DIGEST = "sha256:" + "0" * 64
 
 
-class GcError(Exception):
+class GcError(ServiceError):
     """Garbage collection cannot run; the message says why and what to do."""
+
+    status_code = 502
 
 
 @dataclass
@@ -234,6 +236,40 @@ class GarbageCollector(LoggingConfigurable):
                 forget(image.name)
             self.log.info("Deleted %s", image.name)
         return report
+
+
+class GcRunner:
+    """Runs the collector inside the service, one run at a time.
+
+    Build records are flushed first, so builds that just started count; every
+    deleted image is dropped from the found-image cache (``forget``).
+    """
+
+    def __init__(
+        self,
+        collector: GarbageCollector,
+        registry: DockerRegistry,
+        store: Store,
+        image_prefix: str,
+        forget: Callable[[str], None],
+        flush: Callable[[], Awaitable[object]],
+    ) -> None:
+        self.collector = collector
+        self.registry = registry
+        self.store = store
+        self.image_prefix = image_prefix
+        self.forget = forget
+        self.flush = flush
+        self._lock = asyncio.Lock()
+
+    async def run(self, dry_run: bool) -> GcReport:
+        if self._lock.locked():
+            raise ServiceError("A garbage collection is running; try again when it ends.", 409)
+        async with self._lock:
+            await self.flush()
+            return await self.collector.collect(
+                self.registry, self.store, self.image_prefix, dry_run, forget=self.forget
+            )
 
 
 class GcApp(Application):
