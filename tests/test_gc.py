@@ -29,6 +29,7 @@ from binderhub_service.registry import DockerRegistry
 from binderhub_service.store import Store
 
 from .conftest import Registry, start_registry, stop_process
+from .store.test_store import build_row
 
 pytestmark = pytest.mark.docker
 
@@ -218,3 +219,24 @@ def test_a_registry_that_does_not_delete_gives_one_clear_error(tmp_path: Path) -
         assert manifest_status(registry, image) == 200
     finally:
         stop_process(proc)
+
+
+async def test_an_image_whose_build_is_running_is_kept(
+    own_registry: Registry, tmp_path: Path
+) -> None:
+    image = push(own_registry, tmp_path, "binder-busy:aaa")
+    idle = push(own_registry, tmp_path, "binder-idle:bbb")
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'busy.sqlite'}")
+    await store.open()
+    try:
+        await store.write(new_builds=[build_row("busy", image_name=image, state="running")])
+        collector = GarbageCollector(config=Config(GC_CONFIG))
+        report = await collector.collect(
+            DockerRegistry(url=own_registry.url), store, f"{own_registry.host}/binder-"
+        )
+    finally:
+        await store.close()
+    assert report.as_json()["keep"] == [{"image": image, "reason": "a build of it is running"}]
+    assert report.deleted == [idle]
+    assert manifest_status(own_registry, image) == 200
+    assert manifest_status(own_registry, idle) == 404
