@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .errors import ServiceError, UpstreamError
 from .gc_policy import Decision, ImageFacts, Policy, decide
 from .metrics import GC_BYTES_DELETED, GC_IMAGES_DELETED, GC_LAST_RUN, GcOutcome
 from .registry import DockerRegistry
+from .spawner import image_name_regex
 from .startup import ConfigError, load_config_file, trait_error_message
 from .store import Store
 
@@ -119,12 +121,16 @@ class GarbageCollector(LoggingConfigurable):
         self, registry: DockerRegistry, store: Store, image_prefix: str
     ) -> tuple[list[ImageFacts], dict[str, str]]:
         host, _, repository_prefix = image_prefix.partition("/")
+        ours = re.compile(image_name_regex(image_prefix))
         usage = await store.image_usage(image_prefix)
         saved = {image.image for image in await store.list_images()}
         facts: list[ImageFacts] = []
         digests: dict[str, str] = {}
         for repository in await registry.repositories(repository_prefix):
             for tag in await registry.tags(repository):
+                name = f"{host}/{repository}:{tag}"
+                if not ours.match(name):
+                    continue
                 found = await registry.manifest(repository, tag)
                 if found is None:
                     continue
@@ -133,7 +139,6 @@ class GarbageCollector(LoggingConfigurable):
                 config = (
                     await registry.blob_json(repository, config_digest) if config_digest else {}
                 )
-                name = f"{host}/{repository}:{tag}"
                 last_used, building = usage.get(name, (0.0, False))
                 digests[name] = digest
                 facts.append(

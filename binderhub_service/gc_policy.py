@@ -63,9 +63,10 @@ def _latest_per_repository(images: Iterable[ImageFacts], n: int) -> set[str]:
 def decide(images: Sequence[ImageFacts], policy: Policy, now: float) -> list[Decision]:
     """Keep or delete each image, in the order given.
 
-    Protected first: saved by a user, a build of it unfinished, younger than
-    ``min_age_days``. Then kept: used within ``unused_for_days`` or among the
-    newest ``keep_last_per_repository`` of its repository; the rest is deleted.
+    Protected first: saved by a user, a build of it unfinished, of unknown age
+    (no creation time and no build record), younger than ``min_age_days``.
+    Then kept: used within ``unused_for_days`` or among the newest
+    ``keep_last_per_repository`` of its repository; the rest is deleted.
     When ``max_total_bytes`` is above 0 and what is kept is larger, the least
     recently used images not protected are deleted until it fits.
     """
@@ -79,6 +80,8 @@ def decide(images: Sequence[ImageFacts], policy: Policy, now: float) -> list[Dec
             decision = Decision(image, False, "saved by a user")
         elif image.building:
             decision = Decision(image, False, "a build of it is running")
+        elif not image.created and not image.last_used:
+            decision = Decision(image, False, "age unknown")
         elif image.created and age_days < policy.min_age_days:
             decision = Decision(image, False, f"younger than {policy.min_age_days:g} days")
         elif idle_days < policy.unused_for_days:

@@ -34,6 +34,13 @@ def test_images_building_are_kept() -> None:
     assert result == {"b": (False, "a build of it is running")}
 
 
+def test_images_of_unknown_age_are_kept() -> None:
+    result = verdicts(
+        [image("x", created=0.0), image("r", created=0.0, last_used=NOW - 99 * DAY)], NO_KEEP
+    )
+    assert result == {"x": (False, "age unknown"), "r": (True, "unused for 99.0 days")}
+
+
 def test_young_images_are_kept() -> None:
     policy = Policy(unused_for_days=0, min_age_days=2, keep_last_per_repository=0)
     result = verdicts([image("y", created=NOW - DAY), image("o", created=NOW - 3 * DAY)], policy)
