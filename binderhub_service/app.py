@@ -25,9 +25,11 @@ from .builds import BuildManager
 from .errors import ServiceError
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
+from .gc import GarbageCollector, GcRunner
 from .handlers.api import ApiContext, api_handlers
 from .handlers.base import NotFoundHandler
 from .handlers.build import BuildHandler
+from .handlers.gc import GcHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.repoproviders import RepoProvidersHandler
@@ -92,6 +94,13 @@ class BinderHubService(Application):
         "ip": "BinderHubService.ip",
         "port": "BinderHubService.port",
         "log-level": "BinderHubService.log_level",
+    }
+
+    subcommands = {
+        "gc": (
+            "binderhub_service.gc.GcApp",
+            "Delete registry images nobody uses (see c.GarbageCollector), then exit.",
+        ),
     }
 
     flags = {
@@ -290,6 +299,7 @@ class BinderHubService(Application):
         BuildManager,
         BuildRecorder,
         DockerRegistry,
+        GarbageCollector,
         HealthChecker,
         LocalDockerExecutor,
         RepoProviderCatalog,
@@ -327,7 +337,7 @@ class BinderHubService(Application):
         # traitlets' parse_command_line reports a bad value itself ("Bad config
         # encountered ..."); its undecorated form lets initialize() say it in one line.
         Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
-        if self.generate_config:
+        if self.generate_config or self.subapp is not None:
             return
         explicit = "config_file" in self.cli_config.get("BinderHubService", {})
         load_config_file(self, self.config_file, explicit)
@@ -341,6 +351,7 @@ class BinderHubService(Application):
         self.init_redactor()
         self.init_store()
         self.init_builds()
+        self.init_gc()
         self.init_health()
         self.init_tornado_app()
 
@@ -431,6 +442,19 @@ class BinderHubService(Application):
             parent=self, executor=self.executor, observers=[self.recorder], redactor=self.redactor
         )
 
+    def init_gc(self) -> None:
+        """Garbage collection on request (``POST api/v1/gc``), when images go to a registry."""
+        self.gc_runner = None
+        if self.use_registry:
+            self.gc_runner = GcRunner(
+                GarbageCollector(parent=self),
+                self.registry,
+                self.store,
+                self.image_prefix,
+                forget=self.images.forget,
+                flush=self.recorder.flush,
+            )
+
     def init_health(self) -> None:
         checks = {"executor": self.executor.health}
         if self.use_registry:
@@ -472,6 +496,7 @@ class BinderHubService(Application):
             base_url=base,
         )
         handlers: list[Any] = [
+            (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),
             *api_handlers(api),
             (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
@@ -496,6 +521,9 @@ class BinderHubService(Application):
         self.tornado_app = web.Application(handlers, **settings)
 
     def start(self) -> None:
+        if self.subapp is not None:
+            self.subapp.start()
+            return
         if self.generate_config:
             self.write_default_config()
             return

@@ -51,3 +51,7 @@ class FoundImageCache:
         else:
             self._found.pop(image_name, None)
         return found
+
+    def forget(self, image_name: str) -> None:
+        """Drop ``image_name`` (e.g. deleted from the registry): the next lookup asks again."""
+        self._found.pop(image_name, None)

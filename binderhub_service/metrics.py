@@ -46,3 +46,26 @@ IMAGE_FOUND_COUNT = Counter(
     "Requests answered with an image that was already built (no build ran), by provider",
     ["provider"],
 )
+
+
+class GcOutcome(enum.StrEnum):
+    """How a garbage collection run ended, as a metric label."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+GC_IMAGES_DELETED = Counter(
+    "binderhub_service_gc_images_deleted", "Images garbage collection deleted from the registry"
+)
+
+GC_BYTES_DELETED = Counter(
+    "binderhub_service_gc_bytes_deleted",
+    "Bytes (from manifests) of the images garbage collection deleted",
+)
+
+GC_LAST_RUN = Gauge(
+    "binderhub_service_gc_last_run_timestamp_seconds",
+    "When garbage collection last ended (seconds since the epoch), by outcome",
+    ["outcome"],
+)

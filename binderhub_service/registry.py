@@ -214,3 +214,65 @@ class DockerRegistry(LoggingConfigurable):
         if response.code != 200:
             raise UpstreamError(f"The registry answered {response.code} on /v2/.")
         return {"url": self.url}
+
+    async def repositories(self, prefix: str = "") -> list[str]:
+        """Repository names in the registry's catalog that start with ``prefix``."""
+        names: list[str] = []
+        path: str | None = "/v2/_catalog?n=1000"
+        while path:
+            response = await self._get(path, "registry:catalog:*")
+            if response.code != 200:
+                raise UpstreamError(f"The registry answered {response.code} on its catalog.")
+            names += [n for n in json.loads(response.body).get("repositories") or [] if n]
+            path = _next_page(response.headers.get("Link", ""))
+        return [n for n in names if n.startswith(prefix)]
+
+    async def tags(self, repository: str) -> list[str]:
+        """Tags of ``repository`` (none when it does not exist)."""
+        response = await self._get(f"/v2/{repository}/tags/list", f"repository:{repository}:pull")
+        if response.code == 404:
+            return []
+        if response.code != 200:
+            raise UpstreamError(f"The registry answered {response.code} listing tags.")
+        return list(json.loads(response.body).get("tags") or [])
+
+    async def manifest(self, repository: str, tag: str) -> tuple[str, dict[str, Any]] | None:
+        """The digest and document of a tag's manifest, or None when it is gone."""
+        path = f"/v2/{repository}/manifests/{urllib.parse.quote(tag)}"
+        response = await self._get(path, f"repository:{repository}:pull")
+        if response.code == 404:
+            return None
+        if response.code != 200:
+            raise UpstreamError(f"The registry answered {response.code} for a manifest.")
+        return response.headers.get("Docker-Content-Digest", ""), json.loads(response.body)
+
+    async def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
+        """A small JSON blob (an image's config), or {} when it cannot be read."""
+        response = await self._get(
+            f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull"
+        )
+        if response.code != 200:
+            return {}
+        try:
+            value = json.loads(response.body)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    async def delete_manifest(self, repository: str, digest: str) -> int:
+        """Ask the registry to delete a manifest by digest; return its status code.
+
+        202 (deleted) and 404 (already gone) are done; 405 means the registry
+        does not delete (distribution's ``storage.delete.enabled`` is off).
+        """
+        path = f"/v2/{repository}/manifests/{digest}"
+        response = await self._get(path, f"repository:{repository}:delete", method="DELETE")
+        return response.code
+
+
+def _next_page(link: str) -> str | None:
+    """The path of the next page named in a ``Link: </v2/...>; rel="next"`` header."""
+    if 'rel="next"' not in link:
+        return None
+    target = link.partition("<")[2].partition(">")[0]
+    return target if target.startswith("/v2/") else None

@@ -104,7 +104,9 @@ class Registry:
             raise
 
 
-def start_registry(root: Path, auth_lines: str = "") -> tuple[subprocess.Popen, Registry]:
+def start_registry(
+    root: Path, auth_lines: str = "", delete: bool = True
+) -> tuple[subprocess.Popen, Registry]:
     port = free_port()
     config = root / "config.yml"
     config.write_text(
@@ -117,7 +119,7 @@ def start_registry(root: Path, auth_lines: str = "") -> tuple[subprocess.Popen, 
               filesystem:
                 rootdirectory: {root / "data"}
               delete:
-                enabled: true
+                enabled: {str(delete).lower()}
             http:
               addr: 127.0.0.1:{port}
             """

@@ -230,6 +230,31 @@ _DOCUMENT: dict[str, Any] = {
                 },
             },
         },
+        "/gc": {
+            "post": {
+                "summary": "Run registry garbage collection (admins only)",
+                "description": (
+                    "Deletes images under the service's image prefix that nobody uses "
+                    "(see c.GarbageCollector) and forgets them in the found-image cache."
+                ),
+                "parameters": [
+                    {
+                        "name": "dry_run",
+                        "in": "query",
+                        "required": False,
+                        "description": "`true` decides and deletes nothing.",
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    }
+                ],
+                "responses": {
+                    "200": _json("What was kept and deleted, and why.", "GcReport"),
+                    "400": _error("dry_run is neither true nor false."),
+                    "403": _error("The caller is not an admin."),
+                    "409": _error("No registry is configured, or a run is under way."),
+                    "502": _error("The registry refused deletes or answered badly."),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document",
@@ -357,6 +382,28 @@ _DOCUMENT: dict[str, Any] = {
                     "image": {"type": "string"},
                     "build_id": {"type": ["string", "null"]},
                     "created": {"type": "string", "format": "date-time"},
+                },
+            },
+            "GcDecision": {
+                "type": "object",
+                "required": ["image", "reason"],
+                "properties": {"image": {"type": "string"}, "reason": {"type": "string"}},
+            },
+            "GcReport": {
+                "type": "object",
+                "required": ["delete", "keep", "dry_run", "deleted", "deleted_bytes"],
+                "properties": {
+                    "delete": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/GcDecision"},
+                    },
+                    "keep": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/GcDecision"},
+                    },
+                    "dry_run": {"type": "boolean"},
+                    "deleted": {"type": "integer"},
+                    "deleted_bytes": {"type": "integer"},
                 },
             },
             "ImageList": {

@@ -14,7 +14,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, delete, event, exists, insert, select, update
+from sqlalchemy import Connection, case, delete, event, exists, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -258,6 +258,27 @@ class Store:
                 delete(BuildLogEvent).where(BuildLogEvent.build_id.in_(old))
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def image_usage(self, prefix: str) -> dict[str, tuple[float, bool]]:
+        """For each image named ``prefix...`` in the records: when a build of it was last
+        asked for or ended (seconds since the epoch), and whether one is unfinished."""
+        unfinished = func.sum(case((BuildRecord.state.in_(UNFINISHED_STATES), 1), else_=0))
+        query = (
+            select(
+                BuildRecord.image_name,
+                func.max(BuildRecord.created),
+                func.max(BuildRecord.finished),
+                unfinished,
+            )
+            .where(BuildRecord.image_name.startswith(prefix, autoescape=True))
+            .group_by(BuildRecord.image_name)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            name: (max(created or 0.0, finished or 0.0), bool(running))
+            for name, created, finished, running in rows
+        }
 
     async def save_image(self, values: dict[str, Any]) -> SavedImage:
         values = clean_value(values)

@@ -44,6 +44,7 @@ ALL_OPERATIONS = {
     "GET /images/{name}",
     "DELETE /images/{name}",
     "GET /openapi.json",
+    "POST /gc",
 }
 
 
