@@ -29,6 +29,7 @@ from .handlers.base import NotFoundHandler
 from .handlers.build import BuildHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
+from .handlers.page import page_handlers
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .images import FoundImageCache, ImageLookup
@@ -439,6 +440,7 @@ class BinderHubService(Application):
         )
         handlers: list[Any] = [
             *api_handlers(api),
+            *page_handlers(base),
             (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "livez", LivenessHandler),

@@ -1,0 +1,82 @@
+"""A real service (fake executor, authentication off) and a headless Chromium from Debian.
+
+The service runs in process on the test's event loop; Chromium is Debian's
+package, driven by Playwright (which cannot download browsers here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Request, async_playwright
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from binderhub_service.app import BinderHubService
+from tests.api.conftest import make_service
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Site:
+    """The service's page on a loopback port, and every request the browser made."""
+
+    url: str
+    service: BinderHubService
+    artefacts: Path
+    requests: list[str] = field(default_factory=list)
+
+    def record(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    service = make_service(
+        f"sqlite+aiosqlite:///{tmp_path / 'page.sqlite'}",
+        tmp_path,
+        "c.FakeExecutor.lines = 400",
+        "c.FakeExecutor.pause = 0.05",
+        "c.FakeExecutor.pause_every = 20",
+        "c.FakeExecutor.extra_line = '\\x1b[1;31mred and bold\\x1b[0m plain'",
+    )
+    await service.start_store()
+    sock, port = bind_unused_port()
+    server = HTTPServer(service.tornado_app)
+    server.add_sockets([sock])
+    artefacts = tmp_path / "artefacts"
+    artefacts.mkdir()
+    yield Site(url=f"http://127.0.0.1:{port}/", service=service, artefacts=artefacts)
+    server.stop()
+    await service.build_manager.shutdown()
+    await service.stop_store()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, site: Site) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    page = await context.new_page()
+    page.on("request", site.record)
+    yield page
+    await context.close()
