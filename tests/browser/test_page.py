@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.sse import read_events
 
@@ -172,3 +173,31 @@ async def test_build_form_is_keyboard_usable(page: Page, site: Site) -> None:
     await page.keyboard.press("Enter")
     lines = await finished_lines(page)
     assert "Fetching git://127.0.0.1:9/keys.git" in lines
+
+
+AXE = Path(__file__).resolve().parent.parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+async def test_no_critical_accessibility_issue(browser: Browser, site: Site) -> None:
+    """axe-core (tests/js, installed by .ci/install-node-deps) checks the page after a build.
+
+    Its script is injected into the page, which the page's own policy forbids: this
+    one context bypasses the Content-Security-Policy for that.
+    """
+    assert AXE.is_file(), f"{AXE} is missing: run .ci/install-node-deps"
+    context = await browser.new_context(bypass_csp=True)
+    page = await context.new_page()
+    try:
+        await start_build(page, site, "axe")
+        await finished_lines(page)
+        await page.fill("#save-name", "axe-env")
+        await page.click("#save-form button[type=submit]")
+        await expect(page.locator("#images li[data-image='axe-env']")).to_be_visible()
+        await page.add_script_tag(path=AXE)
+        violations = await page.evaluate(
+            "axe.run(document).then(r => r.violations.map(v => [v.id, v.impact, v.help]))"
+        )
+    finally:
+        await context.close()
+    critical = [v for v in violations if v[1] == "critical"]
+    assert critical == [], violations
