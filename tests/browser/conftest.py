@@ -6,6 +6,7 @@ package, driven by Playwright (which cannot download browsers here).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+# An escape sequence as the service relays it (control characters become U+FFFD);
+# the page renders it as colour, so it is not part of a line's text on screen.
+ESCAPE = re.compile("[\x1b\ufffd]\\[[0-9;]*[A-Za-z]")
 
 
 @dataclass

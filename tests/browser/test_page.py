@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,11 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.sse import read_events
 
-from .conftest import Site
+from .conftest import ESCAPE, Site
 
 pytestmark = pytest.mark.browser
 
 SHA = "c" * 40
-# An escape sequence as the service relays it (control characters become U+FFFD).
-ESCAPE = re.compile("[\x1b\ufffd]\\[[0-9;]*[A-Za-z]")
 
 
 async def start_build(page: Page, site: Site, name: str) -> None:
