@@ -137,6 +137,8 @@ async function openBuild(id) {
     if (current !== build) return;
     saveProgress();
     showRecord(await call("GET", `api/v1/builds/${encodeURIComponent(id)}`));
+    await log.shown();
+    if (current !== build) return;
     $("log").dataset.done = "1";
     loadHistory(true);
   } catch (error) {

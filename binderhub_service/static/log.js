@@ -10,6 +10,7 @@ export class LogView {
     this.pending = [];
     this.scheduled = false;
     this.ansi = newAnsiState();
+    this.waiting = [];
   }
 
   clear() {
@@ -44,10 +45,14 @@ export class LogView {
     if (this.pending.length) {
       this.scheduled = true;
       requestAnimationFrame(() => this.flush());
+    } else {
+      for (const resolve of this.waiting.splice(0)) resolve();
     }
   }
 
-  get idle() {
-    return !this.scheduled && this.pending.length === 0;
+  // Resolves once every line appended so far is on screen.
+  shown() {
+    if (!this.scheduled && this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
   }
 }

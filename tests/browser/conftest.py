@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +49,9 @@ class Site:
         self.requests.append(request.url)
 
 
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
+@asynccontextmanager
+async def serve_site(tmp_path: Path, *config_lines: str) -> AsyncIterator[Site]:
+    """The service (fake executor, auth off) on a loopback port, with ``config_lines``."""
     service = make_service(
         f"sqlite+aiosqlite:///{tmp_path / 'page.sqlite'}",
         tmp_path,
@@ -57,6 +59,7 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         "c.FakeExecutor.pause = 0.05",
         "c.FakeExecutor.pause_every = 20",
         "c.FakeExecutor.extra_line = '\\x1b[1;31mred and bold\\x1b[0m plain'",
+        *config_lines,
     )
     await service.start_store()
     sock, port = bind_unused_port()
@@ -64,10 +67,18 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     server.add_sockets([sock])
     artefacts = tmp_path / "artefacts"
     artefacts.mkdir()
-    yield Site(url=f"http://127.0.0.1:{port}/", service=service, artefacts=artefacts)
-    server.stop()
-    await service.build_manager.shutdown()
-    await service.stop_store()
+    try:
+        yield Site(url=f"http://127.0.0.1:{port}/", service=service, artefacts=artefacts)
+    finally:
+        server.stop()
+        await service.build_manager.shutdown()
+        await service.stop_store()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with serve_site(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
