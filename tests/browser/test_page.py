@@ -56,6 +56,10 @@ async def test_page_headers(page: Page, site: Site) -> None:
     assert headers["content-security-policy"].startswith("default-src 'self'")
     assert headers["x-content-type-options"] == "nosniff"
     assert "text/html" in headers["content-type"]
+    await expect(page.locator("#provider option[value=git]")).to_be_attached()
+    loaded = await page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+    print(f"page loaded in {loaded:.0f} ms")
+    assert loaded < 1000
 
 
 async def test_build_from_form_shows_every_line(page: Page, site: Site) -> None:
