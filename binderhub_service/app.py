@@ -32,6 +32,7 @@ from .handlers.build import BuildHandler
 from .handlers.gc import GcHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
 from .handlers.login import LoginHandler, OAuthCallbackHandler
+from .handlers.page import page_handlers
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .images import FoundImageCache, ImageLookup
@@ -498,6 +499,7 @@ class BinderHubService(Application):
         handlers: list[Any] = [
             (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),
             *api_handlers(api),
+            *page_handlers(base),
             (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "livez", LivenessHandler),
