@@ -395,3 +395,42 @@ async def test_the_build_container_holds_nothing_of_the_service(
     for value in planted.values.values():
         assert value not in output
         assert value not in "".join(events)
+
+
+async def test_submodules_over_http_and_ssh_are_never_fetched(
+    hostile_service, git_server, base_image, planted
+):
+    """Submodules pointing at internal http and ssh services: the build goes on
+    without them, and neither service receives a connection."""
+    web, ssh = Listener(), Listener()
+    try:
+        name = f"octo/submodules-{uuid.uuid4().hex[:8]}"
+        gitmodules = (
+            '[submodule "web"]\n\tpath = web\n'
+            f"\turl = http://127.0.0.1:{web.port}/internal.git\n"
+            '[submodule "ssh"]\n\tpath = ssh\n'
+            f"\turl = ssh://git@127.0.0.1:{ssh.port}/internal.git\n"
+        )
+        _, sha = git_server.make_repo(
+            name, {"Dockerfile": dockerfile(base_image, "echo built"), ".gitmodules": gitmodules}
+        )
+        work = git_server.root / "work" / name
+        git = ["git", "-C", str(work), "-c", "user.name=test", "-c", "user.email=test@localhost"]
+        for path in ("web", "ssh"):
+            subprocess.run(
+                [*git, "update-index", "--add", "--cacheinfo", f"160000,{sha},{path}"], check=True
+            )
+        subprocess.run([*git, "commit", "-q", "-m", "submodules"], check=True)
+        subprocess.run([*git, "push", "-q", "origin", "main"], check=True)
+
+        stream = await read_events(hostile_service.build_url("gh", f"{name}/main"))
+    finally:
+        web.close()
+        ssh.close()
+
+    assert stream.phases[-1] == "ready"
+    assert web.connections == 0
+    assert ssh.connections == 0
+    assert_nothing_planted(
+        await everything_users_and_operators_see(hostile_service, stream), planted
+    )

@@ -259,18 +259,7 @@ class LocalDockerExecutor(BuildExecutor):
             raise BuildFailed("The service could not start the build; ask its operator.") from None
         home = os.path.join(tmpdir, "home")
         env = self._engine_env(home, os.path.join(home, "no-credentials"))
-        proc = await asyncio.create_subprocess_exec(
-            self.docker_executable,
-            *docker_run_args(spec),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            cwd=home,
-            start_new_session=True,
-            limit=MAX_LINE_BYTES,
-        )
-        record(proc.pid)
+        proc = await self._start_engine_cli(docker_run_args(spec), env, home, record)
         try:
             failure = await self._relay(proc, emit, request.build_id)
             returncode = await proc.wait()
@@ -284,18 +273,17 @@ class LocalDockerExecutor(BuildExecutor):
             )
             raise BuildFailed(failure or f"The build stopped with exit code {returncode}.")
 
-    async def _push(
-        self, request: BuildRequest, tmpdir: str, emit: EmitFunc, record: Callable[[int], None]
-    ) -> None:
-        """Push the built image with the service's registry credentials."""
-        home = os.path.join(tmpdir, "home")
-        env = self._engine_env(home, self._push_config_dir(tmpdir))
-        emit(BuildEvent(Phase.PUSHING, f"Pushing {request.image_name}...\n"))
+    async def _start_engine_cli(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        home: str,
+        record: Callable[[int], None],
+    ) -> asyncio.subprocess.Process:
+        """Start the docker CLI in a process group of its own, its output merged and piped."""
         proc = await asyncio.create_subprocess_exec(
             self.docker_executable,
-            "push",
-            "--",
-            request.image_name,
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -305,6 +293,16 @@ class LocalDockerExecutor(BuildExecutor):
             limit=MAX_LINE_BYTES,
         )
         record(proc.pid)
+        return proc
+
+    async def _push(
+        self, request: BuildRequest, tmpdir: str, emit: EmitFunc, record: Callable[[int], None]
+    ) -> None:
+        """Push the built image with the service's registry credentials."""
+        home = os.path.join(tmpdir, "home")
+        env = self._engine_env(home, self._push_config_dir(tmpdir))
+        emit(BuildEvent(Phase.PUSHING, f"Pushing {request.image_name}...\n"))
+        proc = await self._start_engine_cli(["push", "--", request.image_name], env, home, record)
         assert proc.stdout is not None
         last: list[str] = []
         try:

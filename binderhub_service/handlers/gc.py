@@ -19,7 +19,7 @@ class GcHandler(BaseHandler):
         self.runner = runner
 
     async def post(self) -> None:
-        if not self.current_identity().is_admin:
+        if not self.identity.is_admin:
             raise Forbidden("Only admins may run garbage collection.")
         value = (self.get_query_argument("dry_run", "") or "").lower()
         if value not in TRUE + FALSE:
