@@ -99,7 +99,7 @@ class BinderHubService(Application):
 
     subcommands = {
         "gc": (
-            "binderhub_service.gc.GcApp",
+            "binderhub_service.gc_command.GcApp",
             "Delete registry images nobody uses (see c.GarbageCollector), then exit.",
         ),
     }

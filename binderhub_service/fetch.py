@@ -33,9 +33,9 @@ from .checkout import CheckoutTooLarge, check_checkout, check_size, tree_size
 from .dockerfile import check_dockerfiles
 from .errors import BuildFailed
 from .events import BuildEvent, Phase
-from .providers.base import GIT_CONTENT_PROVIDER
-from .providers.credentials import git_credential_env
-from .providers.validation import redact_url
+from .git_credentials import git_credential_env
+from .redact import redact_url
+from .repo2docker import GIT_CONTENT_PROVIDER
 
 # Transports a clone may use: the URL's own scheme, when it is one of these.
 GIT_SCHEMES = frozenset({"https", "http", "git"})

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Bool, Float, Integer, TraitError, Unicode
-from traitlets.config import Application, LoggingConfigurable
+from traitlets import Float, Integer
+from traitlets.config import LoggingConfigurable
 
 from .errors import ServiceError, UpstreamError
 from .gc_policy import Decision, ImageFacts, Policy, decide
 from .metrics import GC_BYTES_DELETED, GC_IMAGES_DELETED, GC_LAST_RUN, GcOutcome
 from .registry import DockerRegistry
 from .spawner import image_name_regex
-from .startup import ConfigError, load_config_file, trait_error_message
 from .store import Store
 
 # A digest no manifest has: deleting it shows whether the registry deletes at all.
@@ -274,82 +272,4 @@ class GcRunner:
             await self.flush()
             return await self.collector.collect(
                 self.registry, self.store, self.image_prefix, dry_run, forget=self.forget
-            )
-
-
-class GcApp(Application):
-    """``binderhub-service gc``: delete registry images nobody uses, once."""
-
-    name = "binderhub-service-gc"
-    description = """Delete images under the service's image_prefix from the registry,
-    unless saved, building, young, recently used or among the last of their repository
-    (see c.GarbageCollector)."""
-
-    examples = """
-    binderhub-service gc --config binderhub_service_config.py --dry-run
-    binderhub-service gc --config binderhub_service_config.py --json
-    """
-
-    aliases = {"config": "GcApp.config_file"}
-    flags = {
-        "dry-run": ({"GcApp": {"dry_run": True}}, "Say what would be deleted; delete nothing."),
-        "json": ({"GcApp": {"json": True}}, "Print the decisions as JSON."),
-    }
-
-    config_file = Unicode(
-        "binderhub_service_config.py",
-        help="The service's config file (it must exist). Default ``binderhub_service_config.py``.",
-    ).tag(config=True)
-
-    dry_run = Bool(False, help="Decide and report, delete nothing. Default off.").tag(config=True)
-
-    json = Bool(
-        False,
-        help="""Print ``{"delete": [{"image": ..., "reason": ...}], "keep": [...]}``.
-        Default off: one line per image.""",
-    ).tag(config=True)
-
-    def initialize(self, argv: list[str] | None = None) -> None:
-        from .app import BinderHubService
-
-        try:
-            Application.parse_command_line.__wrapped__(self, argv)  # type: ignore[attr-defined]
-            service = BinderHubService(log=self.log)
-            load_config_file(service, self.config_file, explicit=True)
-        except (ConfigError, TraitError) as e:
-            self.log.critical("%s", trait_error_message(e))
-            self.exit(1)
-        service.init_registry()
-        if not service.use_registry:
-            self.log.critical("gc needs a registry: set c.DockerRegistry.url.")
-            self.exit(1)
-        self.registry = service.registry
-        self.image_prefix = service.image_prefix
-        self.store = Store(service.db_url)
-        self.collector = GarbageCollector(parent=service)
-
-    async def run(self) -> GcReport:
-        await self.store.open()
-        try:
-            return await self.collector.collect(
-                self.registry, self.store, self.image_prefix, dry_run=self.dry_run
-            )
-        finally:
-            await self.store.close()
-
-    def start(self) -> None:
-        try:
-            report = asyncio.run(self.run())
-        except (GcError, UpstreamError) as e:
-            self.log.critical("%s", e)
-            self.exit(1)
-        if self.json:
-            print(json.dumps(report.as_json(), indent=2))
-        else:
-            for d in report.decisions:
-                verb = "delete" if d.delete else "keep"
-                print(f"{verb}\t{d.image.name}\t{d.reason}")
-        if not self.dry_run:
-            self.log.info(
-                "Deleted %d image(s), %d bytes", len(report.deleted), report.deleted_bytes
             )

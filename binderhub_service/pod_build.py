@@ -33,7 +33,7 @@ from .build_container import repo2docker_config
 from .errors import BuildFailed
 from .events import BuildEvent, Phase
 from .fetch import FETCH_PATH, Fetcher, FetchSettings, Source
-from .providers.credentials import GIT_CREDENTIAL_ENV
+from .git_credentials import GIT_CREDENTIAL_ENV
 from .repo2docker import Repo2DockerOptions, build_args
 
 SPEC_ENV = "BINDERHUB_BUILD_SPEC"

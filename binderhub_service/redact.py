@@ -32,6 +32,15 @@ MIN_SECRET_LENGTH = 6
 SECRET_NAME = re.compile(r"token|secret|password|passwd|credential|api_?key", re.IGNORECASE)
 
 
+def redact_url(url: str) -> str:
+    """The URL without any user name or password, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 class Redactor:
     """Replaces every known secret value (and its URL-encoded form) with ``***``."""
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from .events import BuildEvent, Phase
 
+# The content provider repo2docker uses for git repositories.
+GIT_CONTENT_PROVIDER = "repo2docker.contentproviders.Git"
 # repo2docker marks a fatal error with one of these phases.
 _FAILURE_PHASES = frozenset({"failed", "failure"})
 _FAILED_COMMAND = re.compile(r"Command '.*' returned non-zero exit status (-?\d+)", re.DOTALL)

@@ -14,7 +14,7 @@ from binderhub_service.checkout import CheckoutTooLarge, UnsafeCheckout
 from binderhub_service.errors import BuildFailed
 from binderhub_service.events import BuildEvent
 from binderhub_service.fetch import Fetcher, FetchFailed, FetchSettings, Source
-from binderhub_service.providers.base import GIT_CONTENT_PROVIDER
+from binderhub_service.repo2docker import GIT_CONTENT_PROVIDER
 
 from .conftest import GitServer
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
+from ..git_credentials import GIT_CREDENTIAL_ENV
 from ..pod_build import BuildSpec
-from ..providers.base import GIT_CONTENT_PROVIDER
-from ..providers.credentials import GIT_CREDENTIAL_ENV
-from ..repo2docker import Repo2DockerOptions
+from ..repo2docker import GIT_CONTENT_PROVIDER, Repo2DockerOptions
 
 # The label every build pod carries; find and watch build pods by it. The
 # value is this project's own: BinderHub's (``binderhub-build``) is cleaned up

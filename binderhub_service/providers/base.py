@@ -9,8 +9,7 @@ from traitlets import Float, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..netguard import DEFAULT_DENIED_NETWORKS, IPNetwork, parse_networks
-
-GIT_CONTENT_PROVIDER = "repo2docker.contentproviders.Git"
+from ..repo2docker import GIT_CONTENT_PROVIDER
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class RepoProvider(LoggingConfigurable):
 
         ``None`` when no credentials are configured for it. The executor puts
         the value in repo2docker's environment (never on its command line); see
-        :mod:`binderhub_service.providers.credentials` for the format.
+        :mod:`binderhub_service.git_credentials` for the format.
         """
         return None
 

@@ -14,10 +14,11 @@ import urllib.parse
 from traitlets import Dict, Int, List, Unicode, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..git_credentials import credential_env_value, git_credential_env
 from ..netguard import bare_host, git_network_options, literal_address
+from ..redact import redact_url
 from .base import RepoProvider, RepoSpec
-from .credentials import credential_env_value, git_credential_env
-from .validation import FULL_SHA, check_ref, check_repo_url, redact_text, redact_url
+from .validation import FULL_SHA, check_ref, check_repo_url, redact_text
 
 #: Schemes ``allowed_schemes`` may name; ssh (the service's own keys) and remote
 #: helpers are never allowed.

@@ -13,9 +13,10 @@ from tornado.httpclient import HTTPResponse
 from traitlets import Int, List, Unicode, default, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..git_credentials import credential_env_value
 from .base import RepoSpec
 from .cache import ResolutionCache
-from .credentials import check_patterns, clone_opted_in, credential_env_value
+from .credentials import check_patterns, clone_opted_in
 from .http import HTTPRepoProvider, host_of, join_url
 from .validation import FULL_SHA, check_ref, check_text
 

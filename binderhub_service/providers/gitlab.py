@@ -10,8 +10,9 @@ from typing import Any
 from traitlets import List, Unicode, default, validate
 
 from ..errors import InvalidSpec, RefNotFound, UpstreamError
+from ..git_credentials import credential_env_value
 from .base import RepoSpec
-from .credentials import check_patterns, clone_opted_in, credential_env_value
+from .credentials import check_patterns, clone_opted_in
 from .github import rate_limit_error
 from .http import HTTPRepoProvider, join_url
 from .validation import FULL_SHA, check_ref, check_text

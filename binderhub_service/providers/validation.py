@@ -74,15 +74,6 @@ def check_repo_url(url: str, allowed_schemes: Iterable[str]) -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    """The URL without any user name or password, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
-
-
 def redact_text(text: str, url: str) -> str:
     """``text`` with the credentials of ``url`` (if any) replaced."""
     parts = urllib.parse.urlsplit(url)

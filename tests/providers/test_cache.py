@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from binderhub_service.git_credentials import credential_env_value, git_credential_env
 from binderhub_service.providers.cache import ResolutionCache
-from binderhub_service.providers.credentials import credential_env_value, git_credential_env
 
 
 def test_immutable_and_conditional_entries_are_separate():

@@ -10,8 +10,8 @@ import urllib.parse
 import pytest
 
 from binderhub_service.errors import InvalidSpec, RefNotFound
+from binderhub_service.git_credentials import git_credential_env
 from binderhub_service.providers import GitRepoProvider
-from binderhub_service.providers.credentials import git_credential_env
 
 
 def spec(url, ref):

@@ -8,8 +8,8 @@ import urllib.parse
 import pytest
 
 from binderhub_service.errors import ServiceError
+from binderhub_service.git_credentials import credential_env_value
 from binderhub_service.providers import RepoProviderCatalog
-from binderhub_service.providers.credentials import credential_env_value
 
 SECRET = "pl4nted-cr3dential"
 
