@@ -453,7 +453,7 @@ class BinderHubService(Application):
                 self.store,
                 self.image_prefix,
                 forget=self.images.forget,
-                flush=self.recorder.flush,
+                flush=self.recorder.written,
             )
 
     def init_health(self) -> None:
@@ -479,7 +479,6 @@ class BinderHubService(Application):
             images=self.images,
             image_prefix=self.image_prefix,
             push=self.use_registry,
-            store=self.store,
             recorder=self.recorder,
             user_limits=self.user_limits,
             resolved_ref_seconds=self.resolved_ref_seconds,

@@ -28,7 +28,7 @@ from .providers.base import RepoProvider, RepoSpec
 from .providers.catalog import RepoProviderCatalog
 from .singleflight import SingleFlight
 from .states import BuildState
-from .store import BuildRecorder, Store
+from .store import BuildRecorder
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,6 @@ class BuildRequests:
     images: ImageLookup
     image_prefix: str
     push: bool
-    store: Store
     recorder: BuildRecorder
     user_limits: UserLimits | None = None
     resolved_ref_seconds: float = 0.0
@@ -182,7 +181,7 @@ class BuildRequests:
     async def cancel(self, identity: Identity, build_id: str, timeout: float) -> None:
         """Cancel a build ``identity`` started (any, for an admin) and wait until it ends."""
         build = self.manager.get(build_id)
-        record = await self.store.get_build(build_id) if build is None else None
+        record = await self.recorder.get_build(build_id) if build is None else None
         requester = build.requester if build is not None else record and record.requester
         if not identity.is_admin and requester != identity.name:
             raise Forbidden("Only the user who started a build can cancel it.")
@@ -199,15 +198,14 @@ class BuildRequests:
         if user == build.requester:
             return
         try:
-            await self.recorder.flush()
-            await self.store.add_requester(build.id, user)
+            await self.recorder.add_requester(build.id, user)
         except Exception:
             app_log.exception("Could not record that %s joined build %s", user, build.id)
 
     async def _record_found(self, target: BuildTarget, identity: Identity) -> str | None:
         """The id of the user's succeeded record of the image, written now if there is none."""
         try:
-            record = await self.store.latest_build(
+            record = await self.recorder.latest_build(
                 target.image_name, BuildState.SUCCEEDED, identity.name
             )
             if record is not None:

@@ -244,7 +244,8 @@ class GarbageCollector(LoggingConfigurable):
 class GcRunner:
     """Runs the collector inside the service, one run at a time.
 
-    Build records are flushed first, so builds that just started count; every
+    It waits for buffered build records to be written first, so builds that just
+    started count; every
     deleted image is dropped from the found-image cache (``forget``).
     """
 

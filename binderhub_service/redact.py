@@ -20,6 +20,7 @@ from typing import Any
 
 from traitlets import HasTraits
 
+from .docker_config import registry_auths
 from .text import clean_text
 
 MASK = "***"
@@ -89,20 +90,9 @@ class Redactor:
 
     def add_docker_config(self, config: dict[str, Any]) -> None:
         """The credentials in a docker ``config.json`` document (``auths``)."""
-        for entry in (config.get("auths") or {}).values():
-            if not isinstance(entry, dict):
-                continue
-            for key in ("auth", "password", "identitytoken", "registrytoken"):
-                value = entry.get(key)
-                if isinstance(value, str):
-                    self.add(value)
-            auth = entry.get("auth")
-            if isinstance(auth, str):
-                try:
-                    _, _, password = base64.b64decode(auth).decode().partition(":")
-                except ValueError:
-                    continue
-                self.add(password)
+        for entry in registry_auths(config):
+            for secret in entry.secrets:
+                self.add(secret)
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret replaced by ``***``."""

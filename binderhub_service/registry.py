@@ -13,6 +13,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from traitlets import Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from .docker_config import credentials_for
 from .errors import UpstreamError
 from .naming import split_image_name
 
@@ -39,20 +40,6 @@ def parse_www_authenticate(header: str) -> tuple[str, dict[str, str]]:
         params[key.strip().lower()] = value
         rest = rest.lstrip(", ")
     return scheme.lower(), params
-
-
-def credentials_from_docker_config(config: dict[str, Any], host: str) -> tuple[str, str] | None:
-    """User name and password for ``host`` from a docker ``config.json`` document."""
-    for key, entry in config.get("auths", {}).items():
-        entry_host = urllib.parse.urlsplit(key).netloc if "://" in key else key.split("/")[0]
-        if entry_host != host or not isinstance(entry, dict):
-            continue
-        if entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, password
-        if entry.get("username"):
-            return entry["username"], entry.get("password", "")
-    return None
 
 
 class DockerRegistry(LoggingConfigurable):
@@ -114,7 +101,7 @@ class DockerRegistry(LoggingConfigurable):
         except (OSError, ValueError) as e:
             self.log.warning("Cannot read docker config %s: %s", self.docker_config_path, e)
             return None
-        return credentials_from_docker_config(config, self.host)
+        return credentials_for(config, self.host)
 
     async def _fetch(self, request: HTTPRequest) -> HTTPResponse:
         try:

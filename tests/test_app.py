@@ -1,7 +1,9 @@
 """The service in-process with a fake executor: stream semantics, queueing, limits.
 
 No engine, registry or network: git specs use full commit shas, which resolve
-without asking any host.
+without asking any host. The service is composed as in production: its store is
+open (SQLite in the test's folder) and requests take the configured
+authenticator's path (``HeaderAuthenticator``: the user named by ``X-Test-User``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +23,29 @@ from traitlets.config import Config
 
 from binderhub_service.app import BinderHubService
 
+from .api.conftest import HeaderAuthenticator
 from .fakes import FakeExecutor
-from .sse import read_events
+from .sse import EventStream
+from .sse import read_events as read_stream
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+# Every request in this module comes from this hub user.
+USER = "alice"
+
+
+async def read_events(
+    url: str, headers: dict[str, str] | None = None, **kwargs: Any
+) -> EventStream:
+    """The event stream at ``url``, asked for as :data:`USER`."""
+    return await read_stream(url, headers={"X-Test-User": USER, **(headers or {})}, **kwargs)
+
+
+async def fetch(url: str, **kwargs: Any) -> Any:
+    """``url`` fetched as :data:`USER`."""
+    headers = {"X-Test-User": USER, **kwargs.pop("headers", {})}
+    return await AsyncHTTPClient().fetch(url, headers=headers, **kwargs)
 
 
 class RunningApp:
@@ -42,19 +64,23 @@ class RunningApp:
 
 
 @pytest.fixture
-async def start_app() -> AsyncIterator[Callable[..., RunningApp]]:
+async def start_app(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningApp]]]:
     servers: list[tuple[HTTPServer, BinderHubService]] = []
 
-    def start(**settings: Any) -> RunningApp:
+    async def start(**settings: Any) -> RunningApp:
         config = Config()
         config.BinderHubService.executor_class = FakeExecutor
         config.BinderHubService.config_file = "/nonexistent/binderhub_service_config.py"
         config.BinderHubService.auth_enabled = False
+        config.BinderHubService.authenticator_class = HeaderAuthenticator
+        config.BinderHubService.data_dir = str(tmp_path / f"data-{len(servers)}")
+        config.BuildRecorder.flush_interval = 0.05
         for key, value in settings.items():
             cls, _, name = key.partition("__")
             config[cls][name] = value
         app = BinderHubService(config=config)
         app.initialize([])
+        await app.start_store()
         sock, port = bind_unused_port()
         server = HTTPServer(app.tornado_app)
         server.add_sockets([sock])
@@ -65,10 +91,11 @@ async def start_app() -> AsyncIterator[Callable[..., RunningApp]]:
     for server, app in servers:
         server.stop()
         await app.build_manager.shutdown()
+        await app.stop_store()
 
 
 async def test_build_streams_every_event_then_ready(start_app):
-    service = start_app()
+    service = await start_app()
     stream = await read_events(service.build_url("repo"))
     assert stream.phases == [
         "waiting",
@@ -92,15 +119,25 @@ async def test_build_streams_every_event_then_ready(start_app):
     assert len(service.executor.runs) == 1
 
 
+async def test_stream_builds_are_recorded_for_the_authenticated_user(start_app):
+    service = await start_app()
+    stream = await read_events(service.build_url("mine"))
+    assert stream.phases[-1] == "ready"
+    listed = json.loads((await fetch(service.url + "api/v1/builds")).body)["builds"]
+    assert [(b["requester"], b["state"]) for b in listed] == [(USER, "succeeded")]
+    others = await fetch(service.url + "api/v1/builds", headers={"X-Test-User": "bob"})
+    assert json.loads(others.body)["builds"] == []
+
+
 async def test_concurrent_requests_share_one_run(start_app):
-    service = start_app(FakeExecutor__lines=20, FakeExecutor__pause=0.01)
+    service = await start_app(FakeExecutor__lines=20, FakeExecutor__pause=0.01)
     streams = await asyncio.gather(*(read_events(service.build_url("same")) for _ in range(5)))
     assert len(service.executor.runs) == 1
     assert all(s.events == streams[0].events for s in streams)
 
 
 async def test_queue_reports_positions(start_app):
-    service = start_app(
+    service = await start_app(
         BuildManager__max_concurrent_builds=1, FakeExecutor__lines=10, FakeExecutor__pause=0.02
     )
     first = asyncio.create_task(read_events(service.build_url("first")))
@@ -117,14 +154,14 @@ async def test_queue_reports_positions(start_app):
 
 
 async def test_failed_build(start_app):
-    service = start_app()
+    service = await start_app()
     stream = await read_events(service.build_url("will-fail"))
     assert stream.phases[-1] == "failed"
     assert stream.events[-1]["message"] == "Build failed: the Dockerfile failed\n"
 
 
 async def test_timeout_stops_the_build(start_app):
-    service = start_app(BuildManager__build_timeout=0.2)
+    service = await start_app(BuildManager__build_timeout=0.2)
     stream = await read_events(service.build_url("hang"), timeout=10)
     assert stream.phases[-1] == "failed"
     assert "longer than 0.2 seconds" in stream.events[-1]["message"]
@@ -132,7 +169,7 @@ async def test_timeout_stops_the_build(start_app):
 
 
 async def test_cancel_ends_every_stream(start_app):
-    service = start_app()
+    service = await start_app()
     task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
     while not service.executor.runs:
         await asyncio.sleep(0.01)
@@ -144,7 +181,7 @@ async def test_cancel_ends_every_stream(start_app):
 
 
 async def test_unexpected_errors_show_no_internals(start_app, monkeypatch):
-    service = start_app()
+    service = await start_app()
 
     async def broken(request, emit):
         raise RuntimeError("/srv/secret/path exploded")
@@ -157,7 +194,7 @@ async def test_unexpected_errors_show_no_internals(start_app, monkeypatch):
 
 
 async def test_a_departed_client_does_not_stop_the_build(start_app):
-    service = start_app(FakeExecutor__lines=30, FakeExecutor__pause=0.01)
+    service = await start_app(FakeExecutor__lines=30, FakeExecutor__pause=0.01)
     partial = await read_events(service.build_url("keep-going"), stop_after=3)
     assert len(partial.events) == 3
     rest = await read_events(
@@ -170,7 +207,7 @@ async def test_a_departed_client_does_not_stop_the_build(start_app):
 
 
 async def test_keepalive_comments_on_a_quiet_stream(start_app):
-    service = start_app(
+    service = await start_app(
         BinderHubService__keepalive_interval=0.02, FakeExecutor__lines=3, FakeExecutor__pause=0.1
     )
     stream = await read_events(service.build_url("quiet"))
@@ -188,7 +225,7 @@ async def test_keepalive_comments_on_a_quiet_stream(start_app):
     ],
 )
 async def test_refusals_before_the_stream(start_app, query, headers, status, words):
-    service = start_app()
+    service = await start_app()
     stream = await read_events(service.build_url("repo", query=query), headers=headers)
     assert stream.status == 200
     assert stream.phases == ["failed"]
@@ -198,15 +235,14 @@ async def test_refusals_before_the_stream(start_app, query, headers, status, wor
 
 
 async def test_base_url_health_versions_metrics(start_app):
-    service = start_app(BinderHubService__base_url="services/binder")
+    service = await start_app(BinderHubService__base_url="services/binder")
     assert service.url.endswith("/services/binder/")
-    client = AsyncHTTPClient()
-    versions = json.loads((await client.fetch(service.url + "versions")).body)
+    versions = json.loads((await fetch(service.url + "versions")).body)
     assert versions == {"builder": "repo2docker 0.0-fake", "binderhub-service": "0.1.0.dev0"}
-    health = json.loads((await client.fetch(service.url + "health")).body)
+    health = json.loads((await fetch(service.url + "health")).body)
     assert health == {"ok": True, "checks": [{"service": "executor", "ok": True, "fake": True}]}
     await read_events(service.build_url("metered"))
-    metrics = (await client.fetch(service.url + "metrics")).body.decode()
+    metrics = (await fetch(service.url + "metrics")).body.decode()
     assert 'binderhub_build_count_total{provider="git",status="success"}' in metrics
     assert "binderhub_inprogress_builds" in metrics
     assert "binderhub_service_build_queue_length" in metrics
@@ -214,13 +250,13 @@ async def test_base_url_health_versions_metrics(start_app):
 
 
 async def test_health_is_503_when_a_backend_fails(start_app, monkeypatch):
-    service = start_app()
+    service = await start_app()
 
     async def down() -> dict[str, Any]:
         raise OSError("engine gone")
 
     monkeypatch.setitem(service.app.health_checker.checks, "executor", down)
-    response = await AsyncHTTPClient().fetch(service.url + "health", raise_error=False)
+    response = await fetch(service.url + "health", raise_error=False)
     assert response.code == 503
     assert json.loads(response.body)["checks"][0] == {
         "service": "executor",
@@ -230,7 +266,7 @@ async def test_health_is_503_when_a_backend_fails(start_app, monkeypatch):
 
 
 async def test_shutdown_stops_builds_and_says_why(start_app):
-    service = start_app()
+    service = await start_app()
     task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
     while not service.executor.runs:
         await asyncio.sleep(0.01)
@@ -248,7 +284,7 @@ class DetachableExecutor(FakeExecutor):
 
 
 async def test_shutdown_leaves_reattachable_builds_running(start_app):
-    service = start_app(BinderHubService__executor_class=DetachableExecutor)
+    service = await start_app(BinderHubService__executor_class=DetachableExecutor)
     task = asyncio.create_task(read_events(service.build_url("hang"), timeout=10))
     while not service.executor.runs:
         await asyncio.sleep(0.01)
@@ -260,10 +296,8 @@ async def test_shutdown_leaves_reattachable_builds_running(start_app):
 
 
 async def test_wrong_method_answers_405_with_allow(start_app):
-    service = start_app()
-    response = await AsyncHTTPClient().fetch(
-        service.url + "versions", method="DELETE", raise_error=False
-    )
+    service = await start_app()
+    response = await fetch(service.url + "versions", method="DELETE", raise_error=False)
     assert response.code == 405
     assert response.headers["Allow"] == "GET"
     assert json.loads(response.body)["status"] == 405

@@ -74,8 +74,7 @@ class ApiHandler(BaseHandler):
     async def visible_build(self, build_id: str) -> BuildRecord:
         if not api_input.BUILD_ID_PATTERN.match(build_id):
             raise NotFound(f"No build {build_id[:64]!r}.")
-        await self.ctx.recorder.flush()
-        record = await self.ctx.store.get_build(build_id, self.visible_to)
+        record = await self.ctx.recorder.get_build(build_id, self.visible_to)
         if record is None:
             raise NotFound(f"No build {build_id[:64]!r}.")
         return record
@@ -106,8 +105,7 @@ class BuildsHandler(ApiHandler):
         )
         limit = api_input.limit(self.get_query_argument("limit", None))
         before = api_input.cursor(self.get_query_argument("cursor", None))
-        await self.ctx.recorder.flush()
-        records = await self.ctx.store.list_builds(where, before=before, limit=limit)
+        records = await self.ctx.recorder.list_builds(where, before=before, limit=limit)
         more = len(records) == limit
         self.write_json(
             {
@@ -127,7 +125,7 @@ class BuildsHandler(ApiHandler):
             return
         record = None
         if answer.found_record_id is not None:
-            record = await self.ctx.store.get_build(answer.found_record_id)
+            record = await self.ctx.recorder.get_build(answer.found_record_id)
         if record is None:
             raise ServiceError("The image exists, but its record could not be written.", 503)
         self.write_json(self.build_json(record), status=200)
@@ -135,8 +133,7 @@ class BuildsHandler(ApiHandler):
     async def _record(self, build: Build) -> BuildRecord:
         """The stored record of a build, or while it is not stored yet the one in memory."""
         try:
-            await self.ctx.recorder.flush()
-            record = await self.ctx.store.get_build(build.id)
+            record = await self.ctx.recorder.get_build(build.id)
         except Exception:
             app_log.exception("Could not read the record of build %s", build.id)
             record = None
@@ -188,7 +185,8 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
         # Read in small pages and written in bounded chunks, each waiting for the client.
         batch: list[bytes] = []
         size, limit = 0, self.manager.stream_chunk_bytes
-        async for number, data in self.ctx.store.events(build_id, after=offset, page=REPLAY_PAGE):
+        events = self.ctx.recorder.events(build_id, after=offset, page=REPLAY_PAGE)
+        async for number, data in events:
             frame = json_frame(number, data)
             if batch and size + len(frame) > limit:
                 await self.send(b"".join(batch))
@@ -211,8 +209,7 @@ class ImagesHandler(ApiHandler):
         owner = self.identity.name
         image = request.image
         if request.build_id is not None:
-            await self.ctx.recorder.flush()
-            record = await self.ctx.store.get_build(request.build_id, self.visible_to)
+            record = await self.ctx.recorder.get_build(request.build_id, self.visible_to)
             if record is None or record.state != BuildState.SUCCEEDED:
                 raise api_input.InvalidInput(
                     f"'build_id' must name a succeeded build of yours: {request.build_id[:64]!r}."

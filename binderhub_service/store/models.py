@@ -45,6 +45,46 @@ class BuildRecord(Base):
     builder_version: Mapped[str] = mapped_column(String(64))
 
 
+def build_row(
+    *,
+    id: str,
+    requester: str,
+    provider: str,
+    spec: str,
+    ref: str,
+    repo_url: str,
+    image_name: str,
+    state: str,
+    created: float,
+    started: float | None,
+    finished: float | None,
+    phase_times: dict[str, float],
+    failure_reason: str | None,
+    executor: str,
+    builder_version: str,
+) -> dict[str, Any]:
+    """The column values of one :class:`BuildRecord`; the waiting and running times follow."""
+    return {
+        "id": id,
+        "requester": requester,
+        "provider": provider,
+        "spec": spec,
+        "ref": ref,
+        "repo_url": repo_url,
+        "image_name": image_name,
+        "state": state,
+        "created": created,
+        "started": started,
+        "finished": finished,
+        "queue_wait": started - created if started is not None else None,
+        "duration": finished - started if finished is not None and started is not None else None,
+        "phase_times": phase_times,
+        "failure_reason": failure_reason,
+        "executor": executor,
+        "builder_version": builder_version,
+    }
+
+
 class BuildLogEvent(Base):
     """One event of a build's log, numbered from 1 as on the wire, with its JSON."""
 

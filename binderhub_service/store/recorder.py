@@ -7,12 +7,19 @@ are waiting, each batch in one transaction. When a batch fails, each build's
 share of it is written on its own: one build's bad row never blocks another
 build, and a share the database refuses is logged and dropped, not retried.
 Only when the database cannot be reached at all is the batch kept for later.
+
+Build records are read back through the recorder (:meth:`BuildRecorder.get_build`,
+:meth:`~BuildRecorder.list_builds`, :meth:`~BuildRecorder.events`): a read waits
+until the changes it depends on that were buffered before it have been through
+one write, which the background task then makes at once. Readers never write
+themselves, and concurrent readers share one batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -22,8 +29,8 @@ from traitlets.config import LoggingConfigurable
 from ..auth import ANONYMOUS
 from ..events import BuildEvent, ready
 from ..states import BuildState
-from .models import BuildRecord
-from .store import Store
+from .models import BuildRecord, build_row
+from .store import BuildFilter, Store
 
 if TYPE_CHECKING:
     from ..builds import Build
@@ -72,6 +79,15 @@ class BuildRecorder(LoggingConfigurable):
         self._purger: asyncio.Task[None] | None = None
         # Builds whose record the database refused: their later changes are not written.
         self._refused: set[str] = set()
+        # Every buffered change takes the next number; each build keeps its last one.
+        self._changes = 0
+        self._last_change: dict[str, int] = {}
+        # Changes up to `_written` are in the database. A failed write counts in
+        # `_failures`, and `_failed` is the last change it held.
+        self._written = 0
+        self._failures = 0
+        self._failed = 0
+        self._attempted = asyncio.Condition()
 
     def start(self) -> None:
         """Start deleting expired logs now and every ``purge_interval`` seconds."""
@@ -101,7 +117,7 @@ class BuildRecorder(LoggingConfigurable):
     def build_created(self, build: Build) -> None:
         self._new[build.id] = build
         self._phase_times[build.id] = {}
-        self._wake()
+        self._changed(build.id)
 
     def event_appended(self, build: Build, number: int, event: BuildEvent) -> None:
         if build.id in self._refused:
@@ -109,12 +125,17 @@ class BuildRecorder(LoggingConfigurable):
         self._events.append({"build_id": build.id, "number": number, "data": event.to_json()})
         if event.phase is not None:
             self._phase_times.setdefault(build.id, {}).setdefault(event.phase.value, time.time())
-        self._wake()
+        self._changed(build.id)
 
     def state_changed(self, build: Build) -> None:
         if build.id in self._refused:
             return
         self._dirty[build.id] = build
+        self._changed(build.id)
+
+    def _changed(self, build_id: str) -> None:
+        self._changes += 1
+        self._last_change[build_id] = self._changes
         self._wake()
 
     def restore_phase_times(self, build_id: str, phase_times: dict[str, float]) -> None:
@@ -144,24 +165,95 @@ class BuildRecorder(LoggingConfigurable):
     async def flush(self) -> bool:
         """Write everything buffered now, in one transaction; False if that failed."""
         async with self._lock:
-            new, dirty, events = self._new, self._dirty, self._events
-            self._new, self._dirty, self._events = {}, {}, []
-            self._full.clear()
-            if not (new or dirty or events):
-                return True
-            new_rows = [self._row(b) for b in new.values()]
-            updates = [self._row(b) for key, b in dirty.items() if key not in new]
-            # Builds whose final state these rows hold need no phase times any more.
-            ended = [row["id"] for row in (*new_rows, *updates) if row["finished"] is not None]
+            upto = self._changes
+            written = False
             try:
-                await self.store.write(new_rows, events, updates)
-            except Exception as e:
-                if _unreachable(e) or not await self._write_each(new_rows, events, updates):
-                    self.log.warning("Could not record builds' changes (%s); retrying", e)
-                    self._new = {**new, **self._new}
-                    self._dirty = {**dirty, **self._dirty}
-                    self._events = events + self._events
-                    return False
+                written = await self._write_buffered()
+            finally:
+                async with self._attempted:
+                    if written:
+                        self._written = max(self._written, upto)
+                        self._last_change = {k: v for k, v in self._last_change.items() if v > upto}
+                    else:
+                        self._failures += 1
+                        self._failed = upto
+                    self._attempted.notify_all()
+            return written
+
+    async def written(self, build_id: str | None = None) -> None:
+        """Return once the changes buffered so far (of one build, or of all) went through a write.
+
+        The background task writes them at once rather than after ``flush_interval``.
+        If that write fails (the database cannot be reached), this returns after the
+        attempt: the caller's read then fails too, or sees the last stored state,
+        and the changes stay buffered for the next write.
+        """
+        target = self._changes if build_id is None else self._last_change.get(build_id, 0)
+        if target <= self._written:
+            return
+        failures = self._failures
+        self._full.set()
+        self._wake()
+        async with self._attempted:
+            await self._attempted.wait_for(
+                lambda: (
+                    self._written >= target
+                    or (self._failures > failures and self._failed >= target)
+                )
+            )
+
+    async def get_build(self, build_id: str, visible_to: str | None = None) -> BuildRecord | None:
+        """The stored record of a build, with every change buffered before the call."""
+        await self.written(build_id)
+        return await self.store.get_build(build_id, visible_to)
+
+    async def list_builds(
+        self, where: BuildFilter, before: int | None = None, limit: int = 50
+    ) -> list[BuildRecord]:
+        """Stored records matching ``where``, newest first, with every change buffered so far."""
+        await self.written()
+        return await self.store.list_builds(where, before=before, limit=limit)
+
+    async def latest_build(
+        self, image_name: str, state: str, visible_to: str | None = None
+    ) -> BuildRecord | None:
+        """The newest record of a build of ``image_name`` in ``state``, as buffered so far."""
+        await self.written()
+        return await self.store.latest_build(image_name, state, visible_to)
+
+    async def events(
+        self, build_id: str, after: int = 0, page: int = 1000
+    ) -> AsyncIterator[tuple[int, str]]:
+        """A build's stored log from event ``after + 1``, with every event buffered so far."""
+        await self.written(build_id)
+        async for item in self.store.events(build_id, after=after, page=page):
+            yield item
+
+    async def add_requester(self, build_id: str, user: str) -> None:
+        """Let ``user`` see a build they joined, once its record is stored."""
+        await self.written(build_id)
+        await self.store.add_requester(build_id, user)
+
+    async def _write_buffered(self) -> bool:
+        """One write of everything buffered (caller holds the lock); False if it failed."""
+        new, dirty, events = self._new, self._dirty, self._events
+        self._new, self._dirty, self._events = {}, {}, []
+        self._full.clear()
+        if not (new or dirty or events):
+            return True
+        new_rows = [self._row(b) for b in new.values()]
+        updates = [self._row(b) for key, b in dirty.items() if key not in new]
+        # Builds whose final state these rows hold need no phase times any more.
+        ended = [row["id"] for row in (*new_rows, *updates) if row["finished"] is not None]
+        try:
+            await self.store.write(new_rows, events, updates)
+        except Exception as e:
+            if _unreachable(e) or not await self._write_each(new_rows, events, updates):
+                self.log.warning("Could not record builds' changes (%s); retrying", e)
+                self._new = {**new, **self._new}
+                self._dirty = {**dirty, **self._dirty}
+                self._events = events + self._events
+                return False
         for build_id in ended:
             self._phase_times.pop(build_id, None)
         return True
@@ -206,26 +298,23 @@ class BuildRecorder(LoggingConfigurable):
 
     def _row(self, build: Build) -> dict[str, Any]:
         request = build.request
-        started, finished = build.started, build.finished
-        return {
-            "id": build.id,
-            "requester": build.requester or ANONYMOUS,
-            "provider": request.provider,
-            "spec": build.spec,
-            "ref": request.ref,
-            "repo_url": request.repo_url,
-            "image_name": request.image_name,
-            "state": build.state.value,
-            "created": build.created,
-            "started": started,
-            "finished": finished,
-            "queue_wait": started - build.created if started is not None else None,
-            "duration": finished - started if finished and started else None,
-            "phase_times": dict(self._phase_times.get(build.id, {})),
-            "failure_reason": build.failure_reason,
-            "executor": self.executor_name,
-            "builder_version": self.builder_version,
-        }
+        return build_row(
+            id=build.id,
+            requester=build.requester or ANONYMOUS,
+            provider=request.provider,
+            spec=build.spec,
+            ref=request.ref,
+            repo_url=request.repo_url,
+            image_name=request.image_name,
+            state=build.state.value,
+            created=build.created,
+            started=build.started,
+            finished=build.finished,
+            phase_times=dict(self._phase_times.get(build.id, {})),
+            failure_reason=build.failure_reason,
+            executor=self.executor_name,
+            builder_version=self.builder_version,
+        )
 
     async def record_found_image(
         self,
@@ -243,25 +332,23 @@ class BuildRecorder(LoggingConfigurable):
         event = ready(image_name, "Done! Found built image")
         await self.store.write(
             [
-                {
-                    "id": build_id,
-                    "requester": requester,
-                    "provider": provider,
-                    "spec": spec,
-                    "ref": ref,
-                    "repo_url": repo_url,
-                    "image_name": image_name,
-                    "state": BuildState.SUCCEEDED.value,
-                    "created": now,
-                    "started": now,
-                    "finished": now,
-                    "queue_wait": 0.0,
-                    "duration": 0.0,
-                    "phase_times": {"ready": now},
-                    "failure_reason": None,
-                    "executor": self.executor_name,
-                    "builder_version": self.builder_version,
-                }
+                build_row(
+                    id=build_id,
+                    requester=requester,
+                    provider=provider,
+                    spec=spec,
+                    ref=ref,
+                    repo_url=repo_url,
+                    image_name=image_name,
+                    state=BuildState.SUCCEEDED.value,
+                    created=now,
+                    started=now,
+                    finished=now,
+                    phase_times={"ready": now},
+                    failure_reason=None,
+                    executor=self.executor_name,
+                    builder_version=self.builder_version,
+                )
             ],
             [{"build_id": build_id, "number": 1, "data": event.to_json()}],
         )

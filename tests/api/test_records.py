@@ -178,3 +178,49 @@ async def test_shutdown_writes_what_the_database_accepts(tmp_path: Path) -> None
         assert [n async for n, _ in service.store.events(builds[1].id)][-1] > 3
     finally:
         await service.store.close()
+
+
+async def test_reads_wait_for_the_changes_they_depend_on(api: Api) -> None:
+    """With a write interval far longer than the test, a read still sees every change made
+    before it: the read has the buffered changes written at once, it writes nothing itself."""
+    recorder = api.service.recorder
+    recorder.flush_interval = 3600
+    status, record = await api.call("POST", "builds", git("hang-read-after-write"), user="alice")
+    assert status == 202
+    while not api.executor.runs:
+        await asyncio.sleep(0.01)
+    status, listed = await api.call("GET", "builds", user="alice")
+    assert status == 200 and [b["id"] for b in listed["builds"]] == [record["id"]]
+    assert not recorder.pending
+    status, cancelled = await api.call("POST", f"builds/{record['id']}/cancel", user="alice")
+    assert status == 200 and cancelled["state"] == "cancelled"
+    status, stored = await api.call("GET", f"builds/{record['id']}", user="alice")
+    assert stored["state"] == "cancelled"
+    stored_log = [n async for n, _ in api.service.store.events(record["id"])]
+    assert stored_log == list(range(1, len(stored_log) + 1)) and len(stored_log) > 1
+
+
+async def test_a_read_while_the_database_is_unreachable_loses_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read waits for one write attempt only; the changes stay buffered until a write works."""
+    store, recorder = api.service.store, api.service.recorder
+    attempts: list[int] = []
+
+    async def unreachable(*rows: Any) -> None:
+        attempts.append(len(rows))
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(store, "write", unreachable)
+    status, record = await api.call("POST", "builds", git("while-unreachable"), user="alice")
+    # The record is answered from memory, and nothing was dropped.
+    assert status == 202 and record["requester"] == "alice"
+    assert attempts and recorder.pending
+    monkeypatch.undo()
+    done = await wait_state(api, record["id"], "succeeded", user="alice")
+    assert done["id"] == record["id"]
+    stream = await read_events(
+        f"{api.url}builds/{record['id']}/events", headers={"X-Test-User": "alice"}
+    )
+    assert stream.ids == list(range(1, len(stream.events) + 1))
+    assert stream.phases[-1] == "ready"

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "__init__",
             "auth",
+            "docker_config",
             "errors",
             "events",
             "gc_policy",
