@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ from .limits import UserLimits
 from .metrics import IMAGE_FOUND_COUNT
 from .naming import image_name
 from .providers.base import RepoProvider, RepoSpec
+from .providers.cache import ResolutionCache
 from .providers.catalog import RepoProviderCatalog
 from .singleflight import SingleFlight
 from .states import BuildState
@@ -83,7 +83,7 @@ class BuildRequests:
     resolved_ref_seconds: float = 0.0
     _resolutions: SingleFlight[str] = field(default_factory=SingleFlight, init=False)
     _found_records: SingleFlight[str | None] = field(default_factory=SingleFlight, init=False)
-    _resolved: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict, init=False)
+    _resolved: ResolutionCache = field(default_factory=ResolutionCache, init=False)
 
     @staticmethod
     def authorize(identity: Identity) -> None:
@@ -133,23 +133,17 @@ class BuildRequests:
         self, prefix: str, spec: str, provider: RepoProvider, repo: RepoSpec
     ) -> str:
         key = (prefix, spec)
-        reused = self._resolved.get(key)
-        if reused is not None and reused[0] > time.monotonic():
-            return reused[1]
+        reused = self._resolved.get_expiring(key)
+        if reused is not None:
+            return reused
 
         async def resolve() -> str:
             ref = await provider.resolve_ref(repo)
             if self.resolved_ref_seconds > 0:
-                self._forget_expired()
-                self._resolved[key] = (time.monotonic() + self.resolved_ref_seconds, ref)
+                self._resolved.set_expiring(key, ref, self.resolved_ref_seconds)
             return ref
 
         return await self._resolutions.run(key, resolve)
-
-    def _forget_expired(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (expires, _) in self._resolved.items() if expires <= now]:
-            del self._resolved[key]
 
     async def image_exists(self, target: BuildTarget) -> bool:
         found = await self.images.has_image(target.image_name)

@@ -1,16 +1,20 @@
 """Remembered answers from upstream hosts, so that a ref is not resolved twice needlessly.
 
-Two kinds of entry, never mixed up:
+Three kinds of entry, never mixed up:
 
 - *immutable* answers (a full commit sha, a versioned DOI's record) can be
   reused without asking upstream again;
 - *conditional* answers (what a branch pointed to, with the ETag upstream
   gave) are only reused after upstream confirmed them with ``304 Not Modified``.
-  A moving ref is therefore never answered from memory alone.
+  A moving ref is therefore never answered from memory alone;
+- *expiring* answers (what a branch pointed to, when the operator chose to
+  reuse a resolution for a few seconds) are reused until their deadline, never
+  after it.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -21,6 +25,14 @@ class Conditional:
     """An answer and the validator (ETag) upstream sent with it."""
 
     etag: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """An answer and the time (``time.monotonic()``) after which it is not used."""
+
+    expires: float
     value: str
 
 
@@ -37,6 +49,7 @@ class ResolutionCache:
         self.max_entries = max_entries
         self._immutable: OrderedDict[Hashable, str] = OrderedDict()
         self._conditional: OrderedDict[Hashable, Conditional] = OrderedDict()
+        self._expiring: OrderedDict[Hashable, Expiring] = OrderedDict()
 
     def get_immutable(self, key: Hashable) -> str | None:
         value = self._immutable.get(key)
@@ -57,12 +70,28 @@ class ResolutionCache:
     def set_conditional(self, key: Hashable, etag: str, value: str) -> None:
         self._store(self._conditional, key, Conditional(etag, value))
 
+    def get_expiring(self, key: Hashable) -> str | None:
+        """The answer for ``key`` if its deadline has not passed."""
+        entry = self._expiring.get(key)
+        if entry is None:
+            return None
+        if entry.expires <= time.monotonic():
+            del self._expiring[key]
+            return None
+        self._expiring.move_to_end(key)
+        return entry.value
+
+    def set_expiring(self, key: Hashable, value: str, seconds: float) -> None:
+        """Reuse ``value`` for ``key`` during the next ``seconds``."""
+        self._store(self._expiring, key, Expiring(time.monotonic() + seconds, value))
+
     def forget(self, key: Hashable) -> None:
         self._immutable.pop(key, None)
         self._conditional.pop(key, None)
+        self._expiring.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._immutable) + len(self._conditional)
+        return len(self._immutable) + len(self._conditional) + len(self._expiring)
 
     def _store(self, table: OrderedDict, key: Hashable, value: object) -> None:
         table[key] = value

@@ -20,6 +20,18 @@ def test_immutable_and_conditional_entries_are_separate():
     assert len(cache) == 0
 
 
+def test_expiring_entries_are_used_until_their_deadline_only():
+    cache = ResolutionCache(max_entries=2)
+    cache.set_expiring("branch", "sha-now", 60)
+    cache.set_expiring("gone", "sha-old", 0)
+    assert cache.get_expiring("branch") == "sha-now"
+    assert cache.get_immutable("branch") is None and cache.get_conditional("branch") is None
+    assert cache.get_expiring("gone") is None
+    assert len(cache) == 1
+    cache.forget("branch")
+    assert cache.get_expiring("branch") is None
+
+
 def test_least_recently_used_is_dropped():
     cache = ResolutionCache(max_entries=2)
     cache.set_immutable("a", "1")
