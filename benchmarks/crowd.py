@@ -21,7 +21,8 @@ each with ``resolved_ref_seconds`` 0 (the default: only lookups in flight at
 once are shared, so requests that arrive after the first lookup landed pay
 another) and 10 (a resolved branch is reused for 10 s).
 
-Results go to the ``crowd`` entry of ``benchmarks/results.json`` unless ``--no-write``.
+Results go to the ``crowd`` entry of ``benchmarks/results.json`` and to the "A crowd on
+one link" section of ``docs/source/benchmarks.md`` unless ``--no-write``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.run import summary_ms  # noqa: E402
+from benchmarks.crowd_report import write_section  # noqa: E402
+from benchmarks.run import RESULTS_MD, summary_ms  # noqa: E402
 from tests.conftest import (  # noqa: E402
     LOOPBACK_NETWORKS,
     ServiceProcess,
@@ -181,6 +183,7 @@ def main() -> None:
         results = json.loads(RESULTS_JSON.read_text())
         results["crowd"] = result
         RESULTS_JSON.write_text(json.dumps(results, indent=2) + "\n")
+        write_section(result, RESULTS_MD)
 
 
 if __name__ == "__main__":
