@@ -449,7 +449,7 @@ async def test_reattach_after_restart(
             instance="a",
             extra_labels={"app.kubernetes.io/instance": "a"},
         )
-        await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+        created = await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
         await kubelet.running(SCOPED)
 
         builds = await after.find_build_pods()
@@ -461,6 +461,7 @@ async def test_reattach_after_restart(
                 ref=REQUEST.ref,
                 image_name=REQUEST.image_name,
                 phase="Running",
+                uid=created.metadata.uid,
             )
         ]
         emit = Recorder()
