@@ -785,9 +785,9 @@ class KubernetesExecutor(BuildExecutor):
                 if status.finished:
                     await self._drain(log_task)
                     if status.phase == "Failed":
-                        raise BuildFailed(
-                            outcome.failure or status.failure_reason(self.build_timeout)
-                        )
+                        # An OOM kill explains whatever repo2docker said as it died.
+                        failure = None if status.out_of_memory else outcome.failure
+                        raise BuildFailed(failure or status.failure_reason(self.build_timeout))
                     self.log.info("Build pod %s succeeded", name)
                     return
                 if status.terminating:

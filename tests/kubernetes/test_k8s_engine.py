@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from api_server import ClusterEmulator
 from engine_kubelet import EngineKubelet
-from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder, r2d
 
 from binderhub_service.errors import BuildFailed
 from binderhub_service.executors.base import BuildRequest
@@ -210,3 +210,31 @@ async def test_a_real_build_pod_builds_an_image(
             "docker", "rmi", "--force", request.image_name, stdout=asyncio.subprocess.DEVNULL
         )
         await remove.wait()
+
+
+async def test_a_build_over_its_memory_limit_fails_as_out_of_memory(
+    engine_executor: KubernetesExecutor, engine_kubelet: EngineKubelet, pod_logs
+) -> None:
+    """The engine OOM-kills a container over its limit; the build says so, not repo2docker.
+
+    The API server is emulated; the container really runs on the engine with the pod's
+    memory limit, and the kernel kills it. Its last line claims another failure, as
+    repo2docker's would: the out-of-memory kill is the reason reported.
+    """
+    engine_executor.resources = {"limits": {"memory": "32Mi"}}
+    engine_executor.build_command = [
+        "sh",
+        "-c",
+        "printf '%s\\n' \"$0\"; exec tail /dev/zero",
+        r2d("some other error", "failed"),
+    ]
+    logs = pod_logs(POD)
+    build = asyncio.create_task(engine_executor.run(REQUEST, Recorder()))
+    kubelet = asyncio.create_task(engine_kubelet.run(POD, logs))
+    assert await asyncio.wait_for(kubelet, 120) == 137
+    with pytest.raises(BuildFailed) as failed:
+        await asyncio.wait_for(build, 30)
+    assert str(failed.value) == (
+        "The build ran out of memory: it exceeded the build pod's memory limit of 32Mi"
+        " and was killed (OOMKilled)"
+    )
