@@ -8,6 +8,7 @@ builds always need one (``c.BinderHubService.use_registry = True``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from .pod import (
     selector_labels,
 )
 from .pod_api import ACCESS_DENIED, PodApi, WatchFailed, WatchPolicy, describe, follow_pod
-from .pod_log import follow_log
+from .pod_log import follow_log, format_position, parse_position
 from .pod_status import (
     CONFIG_WAITING_REASONS,
     FATAL_WAITING_REASONS,
@@ -591,7 +592,9 @@ class KubernetesExecutor(BuildExecutor):
     async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         """Follow a build pod started before a restart, as :meth:`run` would.
 
-        A pod that finished while no service followed it has its log relayed
+        Its log is relayed after ``request.resume_after``, the last line
+        already recorded, so that no line is lost or repeated; a pod that
+        finished while no service followed it has the rest of its log relayed
         and its outcome reported. Returns when it succeeded; raises
         :class:`BuildFailed` when it failed or is gone.
         """
@@ -607,7 +610,7 @@ class KubernetesExecutor(BuildExecutor):
                     raise BuildFailed("The build pod was deleted before the build finished")
                 # Its Secret, if any, is owned by it: Kubernetes deletes both together.
                 target = _Target(pod_name, _uid(pod))
-                await self._follow_to_the_end(api, target, emit)
+                await self._follow_to_the_end(api, target, emit, request.resume_after)
         finally:
             self._following.discard(pod_name)
 
@@ -736,11 +739,13 @@ class KubernetesExecutor(BuildExecutor):
                 "Lost track of the build: the Kubernetes API server stopped answering"
             ) from error
 
-    async def _follow_to_the_end(self, api: PodApi, target: _Target, emit: EmitFunc) -> None:
+    async def _follow_to_the_end(
+        self, api: PodApi, target: _Target, emit: EmitFunc, resume_after: str | None = None
+    ) -> None:
         """Follow the pod until it ends, then delete it (at once when cancelled)."""
         name = target.name
         try:
-            await self._follow(api, name, emit, target.uid)
+            await self._follow(api, name, emit, target.uid, resume_after)
         except asyncio.CancelledError:
             if self.detaching:
                 self.log.info("Leaving build pod %s running for the next start", name)
@@ -756,7 +761,14 @@ class KubernetesExecutor(BuildExecutor):
             raise
         self._schedule_deletion(api, target)
 
-    async def _follow(self, api: PodApi, name: str, emit: EmitFunc, uid: str | None) -> None:
+    async def _follow(
+        self,
+        api: PodApi,
+        name: str,
+        emit: EmitFunc,
+        uid: str | None,
+        resume_after: str | None = None,
+    ) -> None:
         outcome = _LogOutcome()
         log_task: asyncio.Task[None] | None = None
         reported: str | None = None
@@ -777,7 +789,9 @@ class KubernetesExecutor(BuildExecutor):
                     raise BuildFailed("The build pod was deleted before the build finished")
                 status = pod_status(pod)
                 if status.started and log_task is None:
-                    log_task = asyncio.create_task(self._relay_log(api, name, emit, outcome))
+                    log_task = asyncio.create_task(
+                        self._relay_log(api, name, emit, outcome, resume_after)
+                    )
                 report = self._report(status, name)
                 if report is not None and report != reported:
                     reported = report
@@ -835,18 +849,29 @@ class KubernetesExecutor(BuildExecutor):
             self.log.warning("The build log did not end in time, cutting it off")
 
     async def _relay_log(
-        self, api: PodApi, name: str, emit: EmitFunc, outcome: _LogOutcome
+        self,
+        api: PodApi,
+        name: str,
+        emit: EmitFunc,
+        outcome: _LogOutcome,
+        resume_after: str | None,
     ) -> None:
+        """Relay the pod's log as events, each with its position; skip lines up to ``resume_after``.
+
+        Skipped lines are still read: a failure repo2docker reported among
+        them is the build's failure reason all the same.
+        """
+        recorded = parse_position(resume_after)
         try:
             lines = follow_log(
                 api, name, CONTAINER_NAME, self._watch_policy(), self.log, self.log_read_timeout
             )
-            async for line in lines:
+            async for position, line in lines:
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
-                elif parsed.event is not None:
-                    emit(parsed.event)
+                elif parsed.event is not None and (recorded is None or position > recorded):
+                    emit(dataclasses.replace(parsed.event, log_position=format_position(position)))
         except asyncio.CancelledError:
             raise
         except Exception as error:
