@@ -49,6 +49,10 @@ class PodSpecError(Exception):
     """The pod asks for something this runner cannot do as a kubelet would."""
 
 
+class MissingObject(PodSpecError):
+    """A Secret or ConfigMap the pod needs does not exist (yet): a kubelet would retry."""
+
+
 @dataclass(frozen=True)
 class Cluster:
     """What the emulated cluster offers a pod.
@@ -358,7 +362,9 @@ class PodRunner:
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         return None
-                    raise PodSpecError(f"{item['name']}: {kind} {ref['name']}/{ref['key']} missing")
+                    raise MissingObject(
+                        f"{item['name']}: {kind} {ref['name']}/{ref['key']} missing"
+                    )
                 return data[ref["key"]].decode()
         if "fieldRef" in source:
             fields = {
@@ -414,7 +420,7 @@ class PodRunner:
                 ref_name = ref.get("secretName") or ref.get("name")
                 data = self.cluster.data(kind, ref_name)
                 if data is None:
-                    raise PodSpecError(f"volume {name}: {kind} {ref_name} not found")
+                    raise MissingObject(f"volume {name}: {kind} {ref_name} not found")
                 items = ref.get("items") or [{"key": k, "path": k} for k in data]
                 files = {item["path"]: data[item["key"]] for item in items}
                 folder = run_dir / "volumes" / name

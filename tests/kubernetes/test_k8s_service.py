@@ -6,7 +6,8 @@ loopback. Only Kubernetes is emulated: the API server (tests/kubernetes/api_serv
 behind the test proxy), and a test kubelet (engine_kubelet.py) that runs each
 build pod the services create as a real container of the CI-built service
 image on the test engine. Two releases share one namespace; one service is
-killed mid-build and started again.
+killed mid-build and started again; a private repository's credential reaches
+its build pod through a Secret (served over smart HTTP with basic auth).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from binderhub_service.executors.pod import build_pod_name
 from binderhub_service.repo2docker import parse_log_line
 from tests.conftest import LOOPBACK_NETWORKS, Registry, ServiceProcess, free_port, launch_service
+from tests.github_emulator import start_github
 from tests.service_image import service_image
 from tests.sse import read_events
 
@@ -53,7 +56,7 @@ class Releases:
         self.registry = registry
         self.started: list[ServiceProcess] = []
 
-    async def start(self, instance: str) -> ServiceProcess:
+    async def start(self, instance: str, *config_lines: str) -> ServiceProcess:
         """A service of release ``instance``; started again, it keeps its database.
 
         Waited for in a thread: the emulated API server runs on this event loop.
@@ -77,6 +80,7 @@ class Releases:
             f"c.KubernetesExecutor.supplemental_groups = [{socket_group}]",
             "c.KubernetesExecutor.watch_retry_delay = 0.1",
             LOOPBACK_NETWORKS,
+            *config_lines,
         ]
         config = self.tmp_path / f"{instance}-{port}.py"
         config.write_text("\n".join(lines) + "\n")
@@ -120,8 +124,11 @@ async def api(service: ServiceProcess, path: str, method: str = "GET", body: Any
     request.add_header("Content-Type", "application/json")
 
     def call() -> Any:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.load(response)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{method} {path}: {error.code} {error.read()!r}") from None
 
     return await asyncio.to_thread(call)
 
@@ -237,6 +244,54 @@ async def test_a_build_finished_while_its_service_was_killed_is_recorded_once(
     (note,) = [i for i, message in enumerate(recorded) if "reconnected" in message]
     assert set(recorded[:note]) & set(pod_lines), "no line was recorded before the kill"
     assert set(recorded[note:]) & set(pod_lines), "no line was relayed after the restart"
+
+
+async def test_a_private_build_takes_its_credential_from_a_secret_made_before_its_pod(
+    releases: Releases,
+    engine_kubelet: EngineKubelet,
+    emulator: EmulatorProxy,
+    core_api: CoreV1Api,
+    pod_logs: Callable[[str], LogSource],
+    git_server: Any,
+    base_image: str,
+) -> None:
+    """The test kubelet starts the pod's container the moment it sees the pod: no failure.
+
+    The Secret exists before the pod, so the container starts with the
+    credential (a missing Secret would have been retried, as a kubelet does);
+    the pod's clone authenticates to the smart-HTTP server, and the Secret
+    goes with the pod. The credential shows in no log.
+    """
+    token = "not-for-the-log-" + os.urandom(8).hex()
+    _, sha = git_server.make_repo("octo/private-pod", copy_repo(base_image, "private"))
+    server, github = start_github(git_server.root / "repos", token=token)
+    try:
+        credentials = {
+            f"127.0.0.1:{github.port}": {"username": "x-access-token", "password": token}
+        }
+        service = await releases.start(
+            "one",
+            "c.GitRepoProvider.allowed_schemes = ['http', 'git']",
+            f"c.GitRepoProvider.credentials_by_host = {credentials!r}",
+        )
+        url = f"{github.url}/octo/private-pod.git"
+        name = build_pod_name(url, sha, "one")
+        logs = pod_logs(name)
+        build = await api(service, "builds", "POST", {"repo_url": url, "ref": sha})
+        assert await asyncio.wait_for(engine_kubelet.run(name, logs), 300) == 0
+        async with asyncio.timeout(60):
+            while (record := await api(service, f"builds/{build['id']}"))["state"] == "running":
+                await asyncio.sleep(0.2)
+    finally:
+        server.stop()
+    assert record["state"] == "succeeded", record
+    created = [path.rsplit("/", 1)[-1] for method, path, _ in emulator.requests if method == "POST"]
+    assert created == ["secrets", "pods"]
+    with pytest.raises(ApiException) as gone:
+        await core_api.read_namespaced_secret(f"{name}-git-credential", NAMESPACE)
+    assert gone.value.status == 404
+    for text in (service.log(), "\n".join(line for _, line in logs.lines)):
+        assert token not in text
 
 
 async def docker(*args: str) -> None:
