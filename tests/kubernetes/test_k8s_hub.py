@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from api_server import ClusterEmulator
 from engine_kubelet import EngineKubelet
@@ -79,6 +80,19 @@ def chart_values(port: int, registry: Registry, hub_api_url: str) -> dict[str, A
     # The test's git server listens on loopback, which the service denies by default.
     values["config"].setdefault("RepoProviderCatalog", {})["denied_networks"] = []
     return values
+
+
+async def wait_for_ok(url: str, timeout: float) -> None:
+    """Wait until ``url`` answers 200 (not the hub's 404 for a route not there yet)."""
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url, allow_redirects=False) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
 
 
 @pytest.fixture
@@ -138,6 +152,9 @@ async def test_the_binderhub_client_sees_a_build_pod_build_through_the_hub(
         pod = await runner.start(one(manifests, "Deployment")["spec"]["template"])
         await pod.wait_for("startupProbe", timeout=120)
         await pod.wait_for("readinessProbe", timeout=60)
+
+        # The hub adds the service's route to its proxy on its own schedule.
+        await wait_for_ok(f"{hub.url}services/{service_name}/versions", 60)
 
         url, sha = git_server.make_repo("hub-build-pod", copy_repo(base_image, "via the hub"))
         name = build_pod_name(url, sha, RELEASE)
