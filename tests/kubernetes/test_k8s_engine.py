@@ -26,7 +26,12 @@ from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder, r2d
 from binderhub_service.errors import BuildFailed
 from binderhub_service.executors.base import BuildRequest
 from binderhub_service.executors.kubernetes import KubernetesExecutor
-from binderhub_service.executors.pod import build_pod_name
+from binderhub_service.executors.pod import (
+    BuildPodOptions,
+    build_pod_name,
+    git_credential_secret_name,
+    make_build_pod,
+)
 from tests.service_image import service_image
 
 pytestmark = pytest.mark.docker
@@ -238,3 +243,43 @@ async def test_a_build_over_its_memory_limit_fails_as_out_of_memory(
         "The build ran out of memory: it exceeded the build pod's memory limit of 32Mi"
         " and was killed (OOMKilled)"
     )
+
+
+async def test_the_test_kubelet_waits_for_a_secret_as_a_kubelet_does(
+    engine_kubelet: EngineKubelet, kubelet: Kubelet, core_api, pod_logs, base_image: str
+) -> None:
+    """A pod whose Secret comes late waits in CreateContainerConfigError, then runs.
+
+    Checks the test kubelet itself (the executor creates Secrets before their pods);
+    the API server is emulated, the container runs on the engine.
+    """
+    secret_name = git_credential_secret_name(POD)
+    options = BuildPodOptions(
+        build_id="b1",
+        repo2docker=KubernetesExecutor().repo2docker_options(REQUEST),
+        namespace=NAMESPACE,
+        image=base_image,
+        command=("sh", "-c", 'echo "credential of ${#GIT_CREDENTIAL_ENV} characters"'),
+        git_credential_secret_name=secret_name,
+    )
+    await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+    logs = pod_logs(POD)
+    run = asyncio.create_task(engine_kubelet.run(POD, logs))
+    async with asyncio.timeout(10):
+        while True:
+            pod = await kubelet.wait_for_pod(POD)
+            statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+            waiting = (statuses[0].get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CreateContainerConfigError":
+                break
+            await asyncio.sleep(0.05)
+    assert secret_name in waiting["message"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name},
+        "stringData": {"GIT_CREDENTIAL_ENV": "12345"},
+    }
+    await core_api.create_namespaced_secret(NAMESPACE, secret)
+    assert await asyncio.wait_for(run, 60) == 0
+    assert [line for _, line in logs.lines] == ["credential of 5 characters"]
