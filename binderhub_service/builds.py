@@ -389,8 +389,9 @@ class BuildManager(LoggingConfigurable):
     ) -> Build:
         """Follow a build an earlier run of the service started, where the executor can.
 
-        The build keeps its id and its log so far; the executor's log follows
-        from its first line again, after a line that says so.
+        The build keeps its id and its log so far; the executor's log
+        continues after the last line recorded (``request.resume_after``),
+        after a line that says the service reconnected.
         """
         build = Build(
             request,
@@ -408,8 +409,7 @@ class BuildManager(LoggingConfigurable):
         build.append(
             BuildEvent(
                 Phase.UNKNOWN,
-                "The service restarted and reconnected to this build; "
-                "its log follows again from the start.",
+                "The service restarted and reconnected to this build; its log continues.",
             )
         )
         return build

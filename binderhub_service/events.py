@@ -37,7 +37,10 @@ class BuildEvent:
 
     ``phase`` is ``None`` for repo2docker lines that carry no phase: they are
     relayed as they came. ``extra`` holds further JSON fields (such as the queue
-    position of a ``waiting`` event).
+    position of a ``waiting`` event). ``log_position`` is where the line the
+    event came from is in its executor's own log (a build pod's), stored with
+    the event so that a build followed again after a restart resumes that log
+    after it; it is never part of the wire form.
     """
 
     phase: Phase | None
@@ -45,6 +48,7 @@ class BuildEvent:
     image_name: str | None = None
     status_code: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    log_position: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.message.endswith("\n"):

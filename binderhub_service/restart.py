@@ -50,6 +50,7 @@ async def adopt(
         ref=record.ref,
         image_name=record.image_name,
         push=push,
+        resume_after=await store.last_log_position(record.id),
     )
     manager.adopt(
         request,

@@ -32,6 +32,9 @@ class BuildRequest:
     content_providers: tuple[str, ...] = ()
     # The value of repo2docker's GIT_CREDENTIAL_ENV for private repositories.
     git_credential: str | None = field(default=None, repr=False)
+    # For a build followed again after a restart: the ``log_position`` of the
+    # last event already recorded; the executor emits only the lines after it.
+    resume_after: str | None = None
 
 
 class BuildExecutor(LoggingConfigurable):
@@ -112,8 +115,9 @@ class BuildExecutor(LoggingConfigurable):
         """Follow ``request``'s build started by an earlier run of the service, like :meth:`run`.
 
         Only executors with ``can_reattach`` implement it; it emits the build's
-        log from the start and raises :class:`~binderhub_service.errors.BuildFailed`
-        when the build failed or is gone.
+        log after ``request.resume_after`` (from the start without one) and
+        raises :class:`~binderhub_service.errors.BuildFailed` when the build
+        failed or is gone.
         """
         raise NotImplementedError
 

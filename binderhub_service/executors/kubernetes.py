@@ -8,6 +8,7 @@ builds always need one (``c.BinderHubService.use_registry = True``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from .pod import (
     selector_labels,
 )
 from .pod_api import ACCESS_DENIED, PodApi, WatchFailed, WatchPolicy, describe, follow_pod
-from .pod_log import follow_log
+from .pod_log import follow_log, format_position, parse_position
 from .pod_status import (
     CONFIG_WAITING_REASONS,
     FATAL_WAITING_REASONS,
@@ -67,6 +68,21 @@ class BuildPod:
     ref: str
     image_name: str
     phase: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A build pod as this service created or found it: its deletions apply to it alone."""
+
+    name: str
+    uid: str | None
+    secret_uid: str | None = None
+
+
+def _uid(obj: dict[str, Any]) -> str | None:
+    uid: str | None = (obj.get("metadata") or {}).get("uid")
+    return uid
 
 
 class _LogOutcome:
@@ -417,6 +433,7 @@ class KubernetesExecutor(BuildExecutor):
         self._api_client: ApiClient | None = None
         self._api_lock = asyncio.Lock()
         self._deletions: dict[str, asyncio.Task[None]] = {}
+        self._deletion_targets: dict[str, _Target] = {}
         # Pods a run or reattach follows now: recover() leaves them alone.
         self._following: set[str] = set()
 
@@ -506,18 +523,20 @@ class KubernetesExecutor(BuildExecutor):
             with self._access_errors():
                 manifest = make_build_pod(await self.pod_options(request, api))
                 secret = None
+                secret_uid = None
                 if request.git_credential:
                     secret = make_git_credential_secret(manifest, request.git_credential)
-                    await self._store_secret(api, secret)
+                    secret_uid = await self._store_secret(api, secret)
                 try:
                     pod = await self._create_or_attach(api, manifest, emit)
                     if secret is not None:
                         await self._own_secret(api, secret, pod)
                 except BaseException:
                     if secret is not None:
-                        await asyncio.shield(self._delete_secret(api, name))
+                        await asyncio.shield(self._delete_secret(api, name, secret_uid))
                     raise
-                await self._follow_to_the_end(api, name, emit)
+                target = _Target(name, _uid(pod), secret_uid)
+                await self._follow_to_the_end(api, target, emit)
         finally:
             self._following.discard(name)
 
@@ -539,8 +558,8 @@ class KubernetesExecutor(BuildExecutor):
                 ) from None
             raise
 
-    async def _store_secret(self, api: PodApi, secret: dict[str, Any]) -> None:
-        """Create the build's git credential Secret, before its pod.
+    async def _store_secret(self, api: PodApi, secret: dict[str, Any]) -> str | None:
+        """Create the build's git credential Secret, before its pod; return its uid.
 
         The kubelet reads it when it creates the container, so it must exist
         by then (a moment late only costs a retried ``CreateContainerConfigError``).
@@ -551,8 +570,7 @@ class KubernetesExecutor(BuildExecutor):
         try:
             for _ in range(3):
                 try:
-                    await api.create_secret(secret)
-                    return
+                    return _uid(await api.create_secret(secret))
                 except ApiException as error:
                     if error.status != 409:
                         raise
@@ -574,7 +592,9 @@ class KubernetesExecutor(BuildExecutor):
     async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         """Follow a build pod started before a restart, as :meth:`run` would.
 
-        A pod that finished while no service followed it has its log relayed
+        Its log is relayed after ``request.resume_after``, the last line
+        already recorded, so that no line is lost or repeated; a pod that
+        finished while no service followed it has the rest of its log relayed
         and its outcome reported. Returns when it succeeded; raises
         :class:`BuildFailed` when it failed or is gone.
         """
@@ -585,7 +605,12 @@ class KubernetesExecutor(BuildExecutor):
             api = await self._api()
             self.log.info("Reattaching to build pod %s", pod_name)
             with self._access_errors():
-                await self._follow_to_the_end(api, pod_name, emit)
+                pod = await api.read(pod_name)
+                if pod is None:
+                    raise BuildFailed("The build pod was deleted before the build finished")
+                # Its Secret, if any, is owned by it: Kubernetes deletes both together.
+                target = _Target(pod_name, _uid(pod))
+                await self._follow_to_the_end(api, target, emit, request.resume_after)
         finally:
             self._following.discard(pod_name)
 
@@ -606,7 +631,7 @@ class KubernetesExecutor(BuildExecutor):
         for pod in pods:
             if pod.phase in ("Succeeded", "Failed") and pod.pod_name not in self._following:
                 self.log.info("Deleting build pod %s, which ended (%s)", pod.pod_name, pod.phase)
-                await self._delete(api, pod.pod_name)
+                await self._delete(api, pod.pod_name, pod.uid or None)
 
     async def find_build_pods(self) -> list[BuildPod]:
         """The build pods of this installation in the namespace (from any earlier run)."""
@@ -629,6 +654,7 @@ class KubernetesExecutor(BuildExecutor):
                     ref=annotations.get(REF_ANNOTATION, ""),
                     image_name=annotations.get(IMAGE_ANNOTATION, ""),
                     phase=pod_status(pod).phase,
+                    uid=metadata.get("uid", ""),
                 )
             )
         return builds
@@ -658,6 +684,7 @@ class KubernetesExecutor(BuildExecutor):
         """
         name = manifest["metadata"]["name"]
         pending_deletion = self._deletions.pop(name, None)
+        self._deletion_targets.pop(name, None)
         if pending_deletion is not None:
             pending_deletion.cancel()
         for _ in range(5):
@@ -687,7 +714,7 @@ class KubernetesExecutor(BuildExecutor):
             elif status.phase == "Failed":
                 # A failed pod kept for inspection: this request builds again.
                 self.log.info("Replacing failed build pod %s", name)
-                await self._delete(api, name)
+                await self._delete(api, name, _uid(existing))
                 await self._wait_until_gone(api, name)
             else:
                 self.log.info("Build pod %s exists, attaching to it", name)
@@ -712,23 +739,36 @@ class KubernetesExecutor(BuildExecutor):
                 "Lost track of the build: the Kubernetes API server stopped answering"
             ) from error
 
-    async def _follow_to_the_end(self, api: PodApi, name: str, emit: EmitFunc) -> None:
+    async def _follow_to_the_end(
+        self, api: PodApi, target: _Target, emit: EmitFunc, resume_after: str | None = None
+    ) -> None:
         """Follow the pod until it ends, then delete it (at once when cancelled)."""
+        name = target.name
         try:
-            await self._follow(api, name, emit)
+            await self._follow(api, name, emit, target.uid, resume_after)
         except asyncio.CancelledError:
             if self.detaching:
                 self.log.info("Leaving build pod %s running for the next start", name)
                 raise
             self.log.info("Build in pod %s cancelled, deleting the pod", name)
-            await asyncio.shield(self._delete(api, name, grace_period=self.cancel_grace_period))
+            deletion = self._delete(
+                api, name, target.uid, target.secret_uid, grace_period=self.cancel_grace_period
+            )
+            await asyncio.shield(deletion)
             raise
         except BaseException:
-            self._schedule_deletion(api, name)
+            self._schedule_deletion(api, target)
             raise
-        self._schedule_deletion(api, name)
+        self._schedule_deletion(api, target)
 
-    async def _follow(self, api: PodApi, name: str, emit: EmitFunc) -> None:
+    async def _follow(
+        self,
+        api: PodApi,
+        name: str,
+        emit: EmitFunc,
+        uid: str | None,
+        resume_after: str | None = None,
+    ) -> None:
         outcome = _LogOutcome()
         log_task: asyncio.Task[None] | None = None
         reported: str | None = None
@@ -744,11 +784,14 @@ class KubernetesExecutor(BuildExecutor):
                     break
                 except TimeoutError:
                     raise BuildFailed(grace.reason) from None
-                if pod is None:
+                if pod is None or (uid is not None and _uid(pod) != uid):
+                    # Gone, or gone and replaced under its name (by another request).
                     raise BuildFailed("The build pod was deleted before the build finished")
                 status = pod_status(pod)
                 if status.started and log_task is None:
-                    log_task = asyncio.create_task(self._relay_log(api, name, emit, outcome))
+                    log_task = asyncio.create_task(
+                        self._relay_log(api, name, emit, outcome, resume_after)
+                    )
                 report = self._report(status, name)
                 if report is not None and report != reported:
                     reported = report
@@ -756,9 +799,9 @@ class KubernetesExecutor(BuildExecutor):
                 if status.finished:
                     await self._drain(log_task)
                     if status.phase == "Failed":
-                        raise BuildFailed(
-                            outcome.failure or status.failure_reason(self.build_timeout)
-                        )
+                        # An OOM kill explains whatever repo2docker said as it died.
+                        failure = None if status.out_of_memory else outcome.failure
+                        raise BuildFailed(failure or status.failure_reason(self.build_timeout))
                     self.log.info("Build pod %s succeeded", name)
                     return
                 if status.terminating:
@@ -806,58 +849,98 @@ class KubernetesExecutor(BuildExecutor):
             self.log.warning("The build log did not end in time, cutting it off")
 
     async def _relay_log(
-        self, api: PodApi, name: str, emit: EmitFunc, outcome: _LogOutcome
+        self,
+        api: PodApi,
+        name: str,
+        emit: EmitFunc,
+        outcome: _LogOutcome,
+        resume_after: str | None,
     ) -> None:
+        """Relay the pod's log as events, each with its position; skip lines up to ``resume_after``.
+
+        Skipped lines are still read: a failure repo2docker reported among
+        them is the build's failure reason all the same.
+        """
+        recorded = parse_position(resume_after)
         try:
             lines = follow_log(
                 api, name, CONTAINER_NAME, self._watch_policy(), self.log, self.log_read_timeout
             )
-            async for line in lines:
+            async for position, line in lines:
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
-                elif parsed.event is not None:
-                    emit(parsed.event)
+                elif parsed.event is not None and (recorded is None or position > recorded):
+                    emit(dataclasses.replace(parsed.event, log_position=format_position(position)))
         except asyncio.CancelledError:
             raise
         except Exception as error:
             self.log.warning("Reading the log of build pod %s failed: %s", name, describe(error))
 
-    def _schedule_deletion(self, api: PodApi, name: str) -> None:
+    def _schedule_deletion(self, api: PodApi, target: _Target) -> None:
         """Delete a finished pod after ``delete_finished_pods_after`` seconds."""
+        name = target.name
         previous = self._deletions.pop(name, None)
         if previous is not None:
             previous.cancel()
-        task = asyncio.create_task(self._delete(api, name, self.delete_finished_pods_after))
+        task = asyncio.create_task(
+            self._delete(
+                api, name, target.uid, target.secret_uid, delay=self.delete_finished_pods_after
+            )
+        )
         self._deletions[name] = task
+        self._deletion_targets[name] = target
         task.add_done_callback(lambda done: self._forget_deletion(name, done))
 
     def _forget_deletion(self, name: str, task: asyncio.Task[None]) -> None:
         if self._deletions.get(name) is task:
             del self._deletions[name]
+            self._deletion_targets.pop(name, None)
 
     async def _delete(
-        self, api: PodApi, name: str, delay: float = 0, grace_period: int | None = None
+        self,
+        api: PodApi,
+        name: str,
+        uid: str | None,
+        secret_uid: str | None = None,
+        delay: float = 0,
+        grace_period: int | None = None,
     ) -> None:
-        """Delete a build pod and its git credential Secret, if it has one.
+        """Delete build pod ``name`` of ``uid``, and its git credential Secret of ``secret_uid``.
 
-        The Secret's owner reference would have Kubernetes delete it too; the
-        service does not wait for that garbage collection.
+        The uids make each deletion apply only to the object meant: a pod
+        (or Secret) that replaced it under the same name, for a later build,
+        is left alone. The Secret's owner reference has Kubernetes delete it
+        with its pod too; the service does not wait for that garbage
+        collection when it knows the Secret's uid.
         """
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            if await api.delete(name, grace_period):
+            if await api.delete(name, grace_period, uid):
                 self.log.info("Deleted build pod %s", name)
+        except ApiException as error:
+            if error.status == 409:
+                self.log.info("Build pod %s was replaced by a later build's; left alone", name)
+                return
+            self.log.warning("Deleting build pod %s failed: %s", name, describe(error))
         except Exception as error:
             self.log.warning("Deleting build pod %s failed: %s", name, describe(error))
-        await self._delete_secret(api, name)
+        if secret_uid is not None:
+            await self._delete_secret(api, name, secret_uid)
 
-    async def _delete_secret(self, api: PodApi, pod_name: str) -> None:
-        """Delete build pod ``pod_name``'s git credential Secret, if there is one."""
+    async def _delete_secret(self, api: PodApi, pod_name: str, uid: str | None) -> None:
+        """Delete build pod ``pod_name``'s git credential Secret of ``uid``, if it still exists."""
         try:
-            if await api.delete_secret(git_credential_secret_name(pod_name)):
+            if await api.delete_secret(git_credential_secret_name(pod_name), uid):
                 self.log.info("Deleted the git credential of build pod %s", pod_name)
+        except ApiException as error:
+            if error.status == 409:
+                self.log.info("The git credential of build pod %s was replaced; left", pod_name)
+                return
+            self.log.warning(
+                "Deleting the git credential of build pod %s failed: %s", pod_name, describe(error)
+            )
         except Exception as error:
             self.log.warning(
                 "Deleting the git credential of build pod %s failed: %s", pod_name, describe(error)
@@ -886,13 +969,21 @@ class KubernetesExecutor(BuildExecutor):
     async def shutdown(self) -> None:
         """Delete pods waiting for deletion now, then close the API client."""
         deletions = dict(self._deletions)
+        targets = dict(self._deletion_targets)
         self._deletions.clear()
+        self._deletion_targets.clear()
         for task in deletions.values():
             task.cancel()
         await asyncio.gather(*deletions.values(), return_exceptions=True)
         if deletions:
             api = await self._api()
-            await asyncio.gather(*(self._delete(api, name) for name in deletions))
+            await asyncio.gather(
+                *(
+                    self._delete(api, target.name, target.uid, target.secret_uid)
+                    for name in deletions
+                    if (target := targets.get(name)) is not None
+                )
+            )
         if self._api_client is not None:
             await self._api_client.close()
             self._api_client = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CoreV1Api
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes_asyncio.client.exceptions import ApiException
 
 GONE = 410
@@ -79,8 +79,14 @@ class PodApi:
                 return None
             raise
 
-    async def delete(self, name: str, grace_period_seconds: int | None = None) -> bool:
-        """Delete a pod (within ``grace_period_seconds``, else its own); ``False`` when gone."""
+    async def delete(
+        self, name: str, grace_period_seconds: int | None = None, uid: str | None = None
+    ) -> bool:
+        """Delete a pod (within ``grace_period_seconds``, else its own); ``False`` when gone.
+
+        With ``uid``, only that pod: one that replaced it under the same name
+        is left alone, and the API server answers 409 (an :class:`ApiException`).
+        """
         kwargs: dict[str, Any] = {}
         if grace_period_seconds is not None:
             kwargs["grace_period_seconds"] = grace_period_seconds
@@ -88,6 +94,7 @@ class PodApi:
             self.core.delete_namespaced_pod(
                 name,
                 self.namespace,
+                body=_only(uid),
                 propagation_policy="Background",
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
@@ -105,10 +112,10 @@ class PodApi:
             raise
         return True
 
-    async def create_secret(self, manifest: dict[str, Any]) -> None:
-        """Create a Secret (a build's git credential)."""
+    async def create_secret(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create a Secret (a build's git credential); return it as created."""
         body: Any = manifest
-        await self._json(
+        return await self._json(
             await self.core.create_namespaced_secret(
                 self.namespace,
                 body,
@@ -133,12 +140,13 @@ class PodApi:
             )
         )
 
-    async def delete_secret(self, name: str) -> bool:
-        """Delete a Secret; ``False`` when it was already gone."""
+    async def delete_secret(self, name: str, uid: str | None = None) -> bool:
+        """Delete a Secret (with ``uid``, only that one, else 409); ``False`` when gone."""
         return await self._delete_if_present(
             self.core.delete_namespaced_secret(
                 name,
                 self.namespace,
+                body=_only(uid),
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
             )
@@ -230,6 +238,13 @@ class PodApi:
                 yield line
         finally:
             response.release()
+
+
+def _only(uid: str | None) -> V1DeleteOptions:
+    """Delete options that make a deletion apply only to the object of ``uid`` (if given)."""
+    if uid is None:
+        return V1DeleteOptions()
+    return V1DeleteOptions(preconditions=V1Preconditions(uid=uid))
 
 
 async def _lines(response: Any, keep_ends: bool = False) -> AsyncIterator[str]:

@@ -19,6 +19,12 @@ A stream that ends cleanly while the container runs was cut off; one that
 ends after the container terminated may still have been cut off just before
 (nothing marks a log's end), so after termination the log is read once more
 from the last relayed second, which costs a few lines, not the whole log.
+
+Each line comes with its position, which :func:`format_position` turns into
+text that is stored with the event the line became: a build followed again
+after a restart reads its pod's log from the start and relays only the lines
+past the last stored position (:func:`parse_position`), so none is lost and
+none repeats.
 """
 
 from __future__ import annotations
@@ -57,6 +63,22 @@ def since_time(stamp: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+Position = tuple[int, int]  # (timestamp in nanoseconds, index among lines of that timestamp)
+
+
+def format_position(position: Position) -> str:
+    """A line's position as stored: ``TIMESTAMP:INDEX``."""
+    return f"{position[0]}:{position[1]}"
+
+
+def parse_position(text: str | None) -> Position | None:
+    """The position :func:`format_position` wrote (``None`` for anything else)."""
+    stamp, sep, index = (text or "").partition(":")
+    if not (sep and stamp.isdigit() and index.isdigit()):
+        return None
+    return int(stamp), int(index)
+
+
 @dataclass
 class LogCursor:
     """How far a log has been relayed; decides which lines of each read are new.
@@ -77,7 +99,10 @@ class LogCursor:
         return since_time(self.relayed[0]) if self.relayed[0] >= 0 else None
 
     def accept(self, line: str) -> str | None:
-        """The line's text without its timestamp when it is new, else ``None``."""
+        """The line's text without its timestamp when it is new, else ``None``.
+
+        A new line's position is then :attr:`relayed`.
+        """
         text, _, message = line.partition(" ")
         stamp = parse_timestamp(text)
         if stamp is None:
@@ -103,14 +128,15 @@ async def follow_log(
     policy: WatchPolicy,
     log: logging.Logger | logging.LoggerAdapter[Any],
     read_timeout: float | None = None,
-) -> AsyncIterator[str]:
-    """Yield each line of a container's log once, in order, until the container ends.
+) -> AsyncIterator[tuple[Position, str]]:
+    """Yield each line of a container's log once, in order, with its position.
 
-    Broken streams are reopened, at once after the container terminated,
-    else after a backoff that grows like a watch's, for as long as the
-    container runs: the caller, which follows the pod, stops the relay when
-    it must. A stream silent for ``read_timeout`` seconds is reopened too
-    (a dead connection otherwise looks like a quiet build forever).
+    Lines are read until the container ends. Broken streams are reopened,
+    at once after the container terminated, else after a backoff that grows
+    like a watch's, for as long as the container runs: the caller, which
+    follows the pod, stops the relay when it must. A stream silent for
+    ``read_timeout`` seconds is reopened too (a dead connection otherwise
+    looks like a quiet build forever).
     """
     loop = asyncio.get_running_loop()
     cursor = LogCursor()
@@ -128,7 +154,7 @@ async def follow_log(
                     message = cursor.accept(line.removesuffix("\n"))
                     if message is not None:
                         attempt = 0
-                        yield message
+                        yield cursor.relayed, message
             except TimeoutError:
                 # Silent for read_timeout: read again, as after a stream the server ended.
                 log.debug("The log of build pod %s was silent, reading it again", name)

@@ -53,6 +53,8 @@ class PodStatus:
     unschedulable: str | None = None
     # Set once the pod is being deleted (metadata.deletionTimestamp).
     deleting_since: str | None = None
+    # The build container's memory limit, as its spec gives it (e.g. ``2Gi``).
+    memory_limit: str | None = None
 
     @property
     def started(self) -> bool:
@@ -62,6 +64,11 @@ class PodStatus:
     @property
     def finished(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
+
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether the container was killed for exceeding its memory limit."""
+        return self.terminated_reason == "OOMKilled"
 
     @property
     def terminating(self) -> bool:
@@ -95,8 +102,12 @@ class PodStatus:
         pod_message = _short(self.pod_message)
         if self.pod_reason == "DeadlineExceeded":
             return f"The build took longer than its time limit ({build_timeout} s)"
-        if self.terminated_reason == "OOMKilled":
-            return "The build ran out of memory"
+        if self.out_of_memory:
+            limit = f" of {self.memory_limit}" if self.memory_limit else ""
+            return (
+                f"The build ran out of memory: it exceeded the build pod's memory limit{limit}"
+                " and was killed (OOMKilled)"
+            )
         if self.pod_reason == "Evicted":
             detail = f": {pod_message}" if pod_message else ""
             return f"The build pod was evicted from its node{detail}"
@@ -119,6 +130,15 @@ def pod_status(pod: dict[str, Any]) -> PodStatus:
         {},
     )
     state: dict[str, Any] = container.get("state") or {}
+    spec_container: dict[str, Any] = next(
+        (
+            c
+            for c in (pod.get("spec") or {}).get("containers") or []
+            if c.get("name") == CONTAINER_NAME
+        ),
+        {},
+    )
+    limits = (spec_container.get("resources") or {}).get("limits") or {}
     waiting = state.get("waiting") or {}
     terminated = state.get("terminated") or {}
     unschedulable = next(
@@ -142,4 +162,5 @@ def pod_status(pod: dict[str, Any]) -> PodStatus:
         pod_message=status.get("message"),
         unschedulable=unschedulable,
         deleting_since=(pod.get("metadata") or {}).get("deletionTimestamp"),
+        memory_limit=str(limits["memory"]) if "memory" in limits else None,
     )

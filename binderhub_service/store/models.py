@@ -86,7 +86,12 @@ def build_row(
 
 
 class BuildLogEvent(Base):
-    """One event of a build's log, numbered from 1 as on the wire, with its JSON."""
+    """One event of a build's log, numbered from 1 as on the wire, with its JSON.
+
+    ``log_position`` is where the line the event came from is in its
+    executor's own log (a build pod's), if it came from one: a build followed
+    again after a restart resumes that log after the last stored position.
+    """
 
     __tablename__ = "build_events"
 
@@ -95,6 +100,7 @@ class BuildLogEvent(Base):
     )
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[str] = mapped_column(Text)
+    log_position: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class BuildRequester(Base):

@@ -122,7 +122,14 @@ class BuildRecorder(LoggingConfigurable):
     def event_appended(self, build: Build, number: int, event: BuildEvent) -> None:
         if build.id in self._refused:
             return
-        self._events.append({"build_id": build.id, "number": number, "data": event.to_json()})
+        self._events.append(
+            {
+                "build_id": build.id,
+                "number": number,
+                "data": event.to_json(),
+                "log_position": event.log_position,
+            }
+        )
         if event.phase is not None:
             self._phase_times.setdefault(build.id, {}).setdefault(event.phase.value, time.time())
         self._changed(build.id)

@@ -230,6 +230,17 @@ class Store:
             )
         return number or 0
 
+    async def last_log_position(self, build_id: str) -> str | None:
+        """The executor's log position of the last stored event that has one."""
+        async with self.engine.connect() as conn:
+            position: str | None = await conn.scalar(
+                select(BuildLogEvent.log_position)
+                .where(BuildLogEvent.build_id == build_id, BuildLogEvent.log_position.is_not(None))
+                .order_by(BuildLogEvent.number.desc())
+                .limit(1)
+            )
+        return position
+
     async def events(
         self, build_id: str, after: int = 0, page: int = 1000
     ) -> AsyncIterator[tuple[int, str]]:

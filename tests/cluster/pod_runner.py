@@ -20,8 +20,10 @@ with ``docker run``, translating what a kubelet does:
 
 What it does not do, and a spec that needs it fails with :class:`PodSpecError`
 rather than running differently: projected and other volume types, ``envFrom``
-of unknown kinds. Resources, scheduling fields and probe timing are not
-applied (the test decides when to probe). Images are never pulled.
+of unknown kinds. A container's memory limit is applied as the kubelet applies
+it (``--memory``, no swap), so a container that exceeds it is OOM-killed by the
+kernel; other resources, scheduling fields and probe timing are not applied
+(the test decides when to probe). Images are never pulled.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ POD_IP = "127.0.0.1"
 
 class PodSpecError(Exception):
     """The pod asks for something this runner cannot do as a kubelet would."""
+
+
+class MissingObject(PodSpecError):
+    """A Secret or ConfigMap the pod needs does not exist (yet): a kubelet would retry."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,27 @@ class Cluster:
             values = {k: v.encode() for k, v in (manifest.get("data") or {}).items()}
         values.update({k: v.encode() for k, v in (manifest.get("stringData") or {}).items()})
         return values
+
+
+_QUANTITY_SUFFIXES = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def memory_bytes(quantity: str | int) -> int:
+    """Bytes of a Kubernetes memory quantity (``64Mi``, ``1G``, ``1048576``)."""
+    match = re.fullmatch(r"(\d+)([kMGT]i?|Ki)?", str(quantity))
+    if match is None or (match.group(2) or "") not in _QUANTITY_SUFFIXES:
+        raise PodSpecError(f"memory quantity {quantity!r} is not supported")
+    return int(match.group(1)) * _QUANTITY_SUFFIXES[match.group(2) or ""]
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
@@ -245,6 +272,10 @@ class PodRunner:
         spec = pod["spec"]
         args = ["--network=host", "--pull=never"]
         args += self._security_args(spec.get("securityContext") or {}, container)
+        memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if memory is not None:
+            limit = str(memory_bytes(memory))
+            args += ["--memory", limit, "--memory-swap", limit]
         env = self._environment(pod, container)
         env_file = run_dir / "env"
         lines = []
@@ -331,7 +362,9 @@ class PodRunner:
                 if data is None or ref["key"] not in data:
                     if ref.get("optional"):
                         return None
-                    raise PodSpecError(f"{item['name']}: {kind} {ref['name']}/{ref['key']} missing")
+                    raise MissingObject(
+                        f"{item['name']}: {kind} {ref['name']}/{ref['key']} missing"
+                    )
                 return data[ref["key"]].decode()
         if "fieldRef" in source:
             fields = {
@@ -387,7 +420,7 @@ class PodRunner:
                 ref_name = ref.get("secretName") or ref.get("name")
                 data = self.cluster.data(kind, ref_name)
                 if data is None:
-                    raise PodSpecError(f"volume {name}: {kind} {ref_name} not found")
+                    raise MissingObject(f"volume {name}: {kind} {ref_name} not found")
                 items = ref.get("items") or [{"key": k, "path": k} for k in data]
                 files = {item["path"]: data[item["key"]] for item in items}
                 folder = run_dir / "volumes" / name

@@ -29,7 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from z2jh_hub import RunningHub, jupyterhub_config, start_hub
 
-from tests.chart.chart_helpers import CHART, howto_values, notes_snippet
+from tests.chart.chart_helpers import howto_values, notes_snippet
+from tests.cluster.z2jh_install import NAMESPACE, helm_install, hub_token, one, secret_value
 from tests.conftest import (
     POSTGRES_URL,
     GitServer,
@@ -41,49 +42,9 @@ from tests.conftest import (
 )
 from tests.repos import hello_repo
 
-NAMESPACE = "jhub"
-RELEASE = "bhs"
 REGISTRY_USER, REGISTRY_PASSWORD = "builder", secrets.token_hex(8)
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
-
-
-def helm_install(helm: str, values: dict[str, Any], tmp_path: Path) -> tuple[list[dict], str]:
-    """The manifests and NOTES of ``helm install bhs --namespace jhub`` (a client dry run)."""
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    result = subprocess.run(
-        [
-            helm,
-            "install",
-            RELEASE,
-            str(CHART),
-            "--dry-run=client",
-            "--namespace",
-            NAMESPACE,
-            "--values",
-            str(values_file),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    manifest_text, notes = result.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)
-    return [doc for doc in yaml.safe_load_all(manifest_text) if doc], notes
-
-
-def one(manifests: list[dict], kind: str) -> dict[str, Any]:
-    (found,) = [m for m in manifests if m["kind"] == kind]
-    return found
-
-
-def secret_value(manifests: list[dict], name: str, key: str) -> str:
-    for manifest in manifests:
-        if manifest["kind"] == "Secret" and manifest["metadata"]["name"] == name:
-            return str(manifest["stringData"][key])
-    raise AssertionError(f"no Secret {name}")
 
 
 @pytest.fixture
@@ -196,20 +157,6 @@ async def service_pod(
     finally:
         await runner.stop_all()
         hub.stop()
-
-
-def hub_token(hub: RunningHub, user: str) -> str:
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{hub.api_url}/users/{user}/tokens",
-        method="POST",
-        data=json.dumps({"note": "tests"}).encode(),
-        headers={"Authorization": f"token {hub.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.load(response)["token"])
 
 
 async def test_the_pod_becomes_ready_and_keeps_its_records(

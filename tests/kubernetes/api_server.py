@@ -25,6 +25,9 @@ does, in the parts the executor depends on:
   ``terminationGracePeriodSeconds``, else 30 s, multiplied by
   ``grace_scale`` so that tests stay quick) has passed, as the kubelet would
   make it; finalizers hold any object until they are removed;
+- a deletion with ``preconditions`` (``uid``, ``resourceVersion``) that the
+  object does not meet is refused with ``409 Conflict``, as for an object that
+  replaced the one meant under the same name;
 - when an object goes, objects it owns (``ownerReferences`` by uid) are
   garbage-collected, as are objects created or patched with an owner that
   does not exist.
@@ -360,8 +363,17 @@ class ClusterEmulator(kmock.KubernetesScaffold):
 
     async def _serve_delete(self, request: kmock.Request) -> Any:
         key = self._key(request)
-        self._get(key)
+        current = self._get(key)["metadata"]
         body = request.data if isinstance(request.data, Mapping) else {}
+        for field in ("uid", "resourceVersion"):
+            wanted = (body.get("preconditions") or {}).get(field)
+            if wanted is not None and wanted != current.get(field):
+                raise ApiError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"Precondition failed: {field} in precondition: {wanted},"
+                    f" {field} in object meta: {current.get(field)}",
+                )
         grace = request.params.get("gracePeriodSeconds", body.get("gracePeriodSeconds"))
         obj = self._delete(key, None if grace is None else int(grace))
         return obj

@@ -4,10 +4,12 @@
 a node, runs its container on the Docker engine with the chart's
 :class:`~tests.cluster.pod_runner.PodRunner` (image, command and args, env
 with ``secretKeyRef`` read from the emulated API, Secret and hostPath volumes,
-user, read-only root, capabilities), and reports what the engine says:
-``Pending`` (``ContainerCreating``), ``Running``, then ``Succeeded`` or
-``Failed`` with the exit code, ``OOMKilled`` when the engine says so, and the
-end of the log as the termination message (``FallbackToLogsOnError``). The
+user, read-only root, capabilities, memory limit), and reports what the
+engine says: ``Pending`` (``ContainerCreating``, or
+``CreateContainerConfigError`` while a Secret the pod needs does not exist,
+retried as a kubelet does), ``Running``, then ``Succeeded`` or ``Failed``
+with the exit code, ``OOMKilled`` when the engine says so, and the end of the
+log as the termination message (``FallbackToLogsOnError``). The
 container's output is served, line by line as it comes, through the log
 endpoint (a :class:`~k8s_emulator.LogSource`, which adds the timestamps).
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 from api_server import ClusterEmulator
 from k8s_emulator import Kubelet, LogSource
 
-from tests.cluster.pod_runner import Cluster, PodRun, PodRunner
+from tests.cluster.pod_runner import Cluster, MissingObject, PodRun, PodRunner
 
 NODE = "engine-node"
 
@@ -65,7 +67,7 @@ class EngineKubelet:
             name, self.namespace, {"spec": {"nodeName": NODE}}
         )
         await self.kubelet.pending(name, "ContainerCreating")
-        run = await self._runner().start(pod)
+        run = await self._start(name, pod)
         self.runs.append(run)
         await self.kubelet.running(name, NODE)
         relay = asyncio.create_task(self._relay(run, logs))
@@ -77,6 +79,16 @@ class EngineKubelet:
         tail = "".join(line + "\n" for _, line in logs.lines[-80:]) if code else ""
         await self.kubelet.terminated(name, code, reason=reason, message=tail[-4096:])
         return code
+
+    async def _start(self, name: str, pod: dict, timeout: float = 60) -> PodRun:
+        """Start the pod's container, retrying while an object it needs is missing."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    return await self._runner().start(pod)
+                except MissingObject as missing:
+                    await self.kubelet.waiting(name, "CreateContainerConfigError", str(missing))
+                await asyncio.sleep(0.2)
 
     async def _relay(self, run: PodRun, logs: LogSource) -> None:
         """Serve the container's output through the log endpoint as it comes."""

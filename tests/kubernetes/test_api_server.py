@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from api_server import ClusterEmulator
 from k8s_emulator import NAMESPACE
-from kubernetes_asyncio.client import CoreV1Api
+from kubernetes_asyncio.client import CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes_asyncio.client.exceptions import ApiException
 
 
@@ -145,3 +145,21 @@ async def test_owned_secrets_go_with_their_owner(core_api: CoreV1Api) -> None:
     await core_api.create_namespaced_secret(NAMESPACE, dangling)
     with pytest.raises(ApiException):
         await core_api.read_namespaced_secret("t", NAMESPACE)
+
+
+async def test_deletion_preconditions(core_api: CoreV1Api) -> None:
+    """A deletion meant for another uid is refused with 409 and deletes nothing; emulated."""
+    first = await core_api.create_namespaced_pod(NAMESPACE, pod("a"))
+    await core_api.delete_namespaced_pod("a", NAMESPACE)
+    await core_api.create_namespaced_pod(NAMESPACE, pod("a"))
+    meant_first = V1DeleteOptions(preconditions=V1Preconditions(uid=first.metadata.uid))
+    with pytest.raises(ApiException) as refused:
+        await core_api.delete_namespaced_pod("a", NAMESPACE, body=meant_first)
+    assert refused.value.status == 409
+    assert "Precondition failed" in json.loads(refused.value.body)["message"]
+    replacement = await core_api.read_namespaced_pod("a", NAMESPACE)
+    meant_it = V1DeleteOptions(preconditions=V1Preconditions(uid=replacement.metadata.uid))
+    await core_api.delete_namespaced_pod("a", NAMESPACE, body=meant_it)
+    with pytest.raises(ApiException) as gone:
+        await core_api.read_namespaced_pod("a", NAMESPACE)
+    assert gone.value.status == 404

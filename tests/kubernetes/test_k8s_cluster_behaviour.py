@@ -14,8 +14,9 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from api_server import ClusterEmulator
 from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, LogSource, Recorder, r2d
-from kubernetes_asyncio.client import CoreV1Api
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets.config import Config
 
@@ -472,3 +473,60 @@ async def test_a_terminating_pod_is_waited_out_and_replaced(
     await logs.close()
     await kubelet.terminated(POD, 0)
     await asyncio.wait_for(run, 5)
+
+
+async def test_deletions_spare_a_pod_and_secret_that_replaced_the_ones_meant(
+    emulator: EmulatorProxy, kubelet: Kubelet, core_api: CoreV1Api
+) -> None:
+    """Deletes carry uid preconditions: a later build's pod and Secret of the same names stay.
+
+    The API server is emulated (it refuses a deletion whose uid precondition fails with 409).
+    """
+    executor = quick(emulator, delete_finished_pods_after=0.5)
+    try:
+        run = asyncio.create_task(executor.run(PRIVATE, Recorder()))
+        await kubelet.wait_for_pod(POD)
+        await core_api.delete_namespaced_pod(POD, NAMESPACE)
+        with pytest.raises(BuildFailed, match="deleted"):
+            await asyncio.wait_for(run, 5)
+        # (Its Secret went with it.) Another build takes the names before this
+        # one's delayed deletion comes.
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}}
+        await core_api.create_namespaced_secret(NAMESPACE, secret)
+        replacement = await create_pod(core_api)
+        await asyncio.sleep(1)
+        kept = await core_api.read_namespaced_pod(POD, NAMESPACE)
+        assert kept.metadata.uid == replacement["metadata"]["uid"]
+        assert (await core_api.read_namespaced_secret(SECRET, NAMESPACE)).metadata.name
+    finally:
+        await executor.shutdown()
+    assert await pod_exists(core_api, POD)
+
+
+async def test_a_pod_replaced_unseen_is_not_followed_nor_deleted(
+    executor: KubernetesExecutor,
+    emulator: EmulatorProxy,
+    kubelet: Kubelet,
+    kmock: ClusterEmulator,
+    core_api: CoreV1Api,
+) -> None:
+    """A pod replaced while the watch was down is told apart by its uid; API server emulated."""
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    executor.watch_give_up_after = 30
+    emulator.outage = True
+    emulator.end_watches()
+    # Behind the proxy's back the pod goes and another takes its name; the
+    # executor's next watch finds its history expired and lists again.
+    async with ApiClient(Configuration(host=str(kmock.url))) as direct_client:
+        direct = CoreV1Api(direct_client)
+        await direct.delete_namespaced_pod(POD, NAMESPACE, grace_period_seconds=0)
+        replacement = await create_pod(direct)
+    kmock.compact()
+    emulator.outage = False
+    with pytest.raises(BuildFailed, match="deleted"):
+        await asyncio.wait_for(run, 5)
+    await asyncio.sleep(0.3)
+    kept = await core_api.read_namespaced_pod(POD, NAMESPACE)
+    assert kept.metadata.uid == replacement["metadata"]["uid"]

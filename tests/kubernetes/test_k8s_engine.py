@@ -21,12 +21,17 @@ from typing import Any
 import pytest
 from api_server import ClusterEmulator
 from engine_kubelet import EngineKubelet
-from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder
+from k8s_emulator import NAMESPACE, EmulatorProxy, Kubelet, Recorder, r2d
 
 from binderhub_service.errors import BuildFailed
 from binderhub_service.executors.base import BuildRequest
 from binderhub_service.executors.kubernetes import KubernetesExecutor
-from binderhub_service.executors.pod import build_pod_name
+from binderhub_service.executors.pod import (
+    BuildPodOptions,
+    build_pod_name,
+    git_credential_secret_name,
+    make_build_pod,
+)
 from tests.service_image import service_image
 
 pytestmark = pytest.mark.docker
@@ -210,3 +215,71 @@ async def test_a_real_build_pod_builds_an_image(
             "docker", "rmi", "--force", request.image_name, stdout=asyncio.subprocess.DEVNULL
         )
         await remove.wait()
+
+
+async def test_a_build_over_its_memory_limit_fails_as_out_of_memory(
+    engine_executor: KubernetesExecutor, engine_kubelet: EngineKubelet, pod_logs
+) -> None:
+    """The engine OOM-kills a container over its limit; the build says so, not repo2docker.
+
+    The API server is emulated; the container really runs on the engine with the pod's
+    memory limit, and the kernel kills it. Its last line claims another failure, as
+    repo2docker's would: the out-of-memory kill is the reason reported.
+    """
+    engine_executor.resources = {"limits": {"memory": "32Mi"}}
+    engine_executor.build_command = [
+        "sh",
+        "-c",
+        "printf '%s\\n' \"$0\"; exec tail /dev/zero",
+        r2d("some other error", "failed"),
+    ]
+    logs = pod_logs(POD)
+    build = asyncio.create_task(engine_executor.run(REQUEST, Recorder()))
+    kubelet = asyncio.create_task(engine_kubelet.run(POD, logs))
+    assert await asyncio.wait_for(kubelet, 120) == 137
+    with pytest.raises(BuildFailed) as failed:
+        await asyncio.wait_for(build, 30)
+    assert str(failed.value) == (
+        "The build ran out of memory: it exceeded the build pod's memory limit of 32Mi"
+        " and was killed (OOMKilled)"
+    )
+
+
+async def test_the_test_kubelet_waits_for_a_secret_as_a_kubelet_does(
+    engine_kubelet: EngineKubelet, kubelet: Kubelet, core_api, pod_logs, base_image: str
+) -> None:
+    """A pod whose Secret comes late waits in CreateContainerConfigError, then runs.
+
+    Checks the test kubelet itself (the executor creates Secrets before their pods);
+    the API server is emulated, the container runs on the engine.
+    """
+    secret_name = git_credential_secret_name(POD)
+    options = BuildPodOptions(
+        build_id="b1",
+        repo2docker=KubernetesExecutor().repo2docker_options(REQUEST),
+        namespace=NAMESPACE,
+        image=base_image,
+        command=("sh", "-c", 'echo "credential of ${#GIT_CREDENTIAL_ENV} characters"'),
+        git_credential_secret_name=secret_name,
+    )
+    await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+    logs = pod_logs(POD)
+    run = asyncio.create_task(engine_kubelet.run(POD, logs))
+    async with asyncio.timeout(10):
+        while True:
+            pod = await kubelet.wait_for_pod(POD)
+            statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+            waiting = (statuses[0].get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CreateContainerConfigError":
+                break
+            await asyncio.sleep(0.05)
+    assert secret_name in waiting["message"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret_name},
+        "stringData": {"GIT_CREDENTIAL_ENV": "12345"},
+    }
+    await core_api.create_namespaced_secret(NAMESPACE, secret)
+    assert await asyncio.wait_for(run, 60) == 0
+    assert [line for _, line in logs.lines] == ["credential of 5 characters"]

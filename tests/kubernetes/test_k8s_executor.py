@@ -449,7 +449,7 @@ async def test_reattach_after_restart(
             instance="a",
             extra_labels={"app.kubernetes.io/instance": "a"},
         )
-        await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
+        created = await core_api.create_namespaced_pod(NAMESPACE, make_build_pod(options))
         await kubelet.running(SCOPED)
 
         builds = await after.find_build_pods()
@@ -461,6 +461,7 @@ async def test_reattach_after_restart(
                 ref=REQUEST.ref,
                 image_name=REQUEST.image_name,
                 phase="Running",
+                uid=created.metadata.uid,
             )
         ]
         emit = Recorder()
@@ -473,6 +474,48 @@ async def test_reattach_after_restart(
         assert emit.messages[-2:] == ["before the restart", "after the restart"]
     finally:
         await after.shutdown()
+
+
+async def test_reattach_resumes_after_the_last_recorded_line(
+    emulator: EmulatorProxy, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """Each line is relayed once across a restart: reattaching skips what was recorded.
+
+    The API server is emulated. The first run relays three lines (each event
+    carries its pod log position); the restarted service had recorded only two
+    of them, and the pod went on writing (and finished) while no one followed.
+    """
+    logs = pod_logs(POD)
+    before = KubernetesExecutor(api_url=emulator.url, namespace=NAMESPACE)
+    first = Recorder()
+    run = asyncio.create_task(before.run(REQUEST, first))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    # Lines of one timestamp are told apart by their index among that timestamp's.
+    await logs.write(r2d("one", "building"), r2d("same", "building"), r2d("same", "building"))
+    await first.wait_for("same")
+    async with asyncio.timeout(5):
+        while len([e for e in first.events if e.log_position]) < 3:
+            await asyncio.sleep(0.01)
+    before.detach()
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    await before.shutdown()
+    relayed = [e for e in first.events if e.log_position]
+    assert [e.message for e in relayed] == ["one\n", "same\n", "same\n"]
+    await logs.write(r2d("while down", "pushing"))
+    await logs.close()
+    await kubelet.terminated(POD, 0)
+
+    after = KubernetesExecutor(api_url=emulator.url, namespace=NAMESPACE)
+    try:
+        resumed = Recorder()
+        request = dataclasses.replace(REQUEST, resume_after=relayed[1].log_position)
+        await asyncio.wait_for(after.reattach(request, resumed), 5)
+    finally:
+        await after.shutdown()
+    lines = [e.message.rstrip("\n") for e in resumed.events if e.log_position]
+    assert lines == ["same", "while down"]
 
 
 async def test_recover_deletes_pods_that_ended_unfollowed(

@@ -62,7 +62,7 @@ async def tables(store: Store) -> set[str]:
 async def test_upgrade_from_empty(db_url: str) -> None:
     store = Store(db_url)
     await store.open()
-    assert await store.revision() == "0002"
+    assert await store.revision() == "0003"
     assert {"builds", "build_events", "build_requesters", "saved_images"} <= await tables(store)
     await store.close()
 
@@ -76,7 +76,7 @@ async def test_upgrade_from_previous_revision_keeps_records(db_url: str) -> None
         await conn.execute(insert(BuildRecord), [build_row("old", requester="bob")])
         await conn.execute(insert(BuildLogEvent), event_rows("old", 3))
     await store.migrate("head")
-    assert await store.revision() == "0002"
+    assert await store.revision() == "0003"
     # The build's starter, recorded before requesters had a table, may still see it.
     record = await store.get_build("old", visible_to="bob")
     assert record is not None and record.requester == "bob"
@@ -85,7 +85,7 @@ async def test_upgrade_from_previous_revision_keeps_records(db_url: str) -> None
     await store.downgrade("base")
     assert "builds" not in await tables(store)
     await store.migrate("head")
-    assert await store.revision() == "0002"
+    assert await store.revision() == "0003"
     await store.close()
 
 
@@ -158,6 +158,54 @@ class ReattachingExecutor(FakeExecutor):
     async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
         self.runs.append(request)
         emit(BuildEvent(Phase.BUILDING, "line 3 again, and the rest"))
+
+
+class ResumingExecutor(FakeExecutor):
+    """A fake executor whose log lines carry positions, and that resumes after one."""
+
+    can_reattach = True
+
+    async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
+        for n in range(1, 4):
+            emit(BuildEvent(Phase.BUILDING, f"line {n}", log_position=f"{n}:0"))
+        emit(BuildEvent(Phase.BUILDING, "a report, from no log line"))
+        await asyncio.Event().wait()
+
+    async def reattach(self, request: BuildRequest, emit: EmitFunc) -> None:
+        self.runs.append(request)
+        start = int((request.resume_after or "0:0").split(":")[0]) + 1
+        for n in range(start, 6):
+            emit(BuildEvent(Phase.BUILDING, f"line {n}", log_position=f"{n}:0"))
+
+
+async def test_a_reattached_build_resumes_after_its_last_stored_line(store: Store) -> None:
+    """The recorder stores each event's log position; the restart resumes after the last one."""
+    recorder = BuildRecorder(store=store, executor_name="fake", builder_version="1.0")
+    executor = ResumingExecutor()
+    manager = BuildManager(executor=executor, observers=[recorder])
+    build = manager.request_build(
+        provider="git", repo_url="git://x/r", ref="a" * 40, image_name="i:1", push=False
+    )
+    async with asyncio.timeout(5):
+        while len(build.frames) < 5:
+            await asyncio.sleep(0.01)
+    await manager.shutdown()
+    await recorder.close()
+    assert await store.last_log_position(build.id) == "3:0"
+
+    recorder = BuildRecorder(store=store, executor_name="fake", builder_version="1.0")
+    manager = BuildManager(executor=executor, observers=[recorder])
+    await reconcile(store, manager, recorder, False, logging.getLogger("test"))
+    adopted = manager.get(build.id)
+    assert adopted is not None
+    [chunk async for chunk in adopted.stream(0, keepalive=5)]
+    await recorder.close()
+    assert [r.resume_after for r in executor.runs] == ["3:0"]
+    stored = [json.loads(data)["message"] async for _, data in store.events(build.id)]
+    lines = [message for message in stored if message.startswith("line")]
+    assert lines == [f"line {n}\n" for n in range(1, 6)]
+    # The position stays out of the wire form (the stored JSON is what replays send).
+    assert not [data async for _, data in store.events(build.id) if "log_position" in data]
 
 
 async def test_reconcile_reattaches_running_builds_when_the_executor_can(store: Store) -> None:
