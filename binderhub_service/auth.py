@@ -25,6 +25,7 @@ from traitlets import Bool, Bytes, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .errors import Forbidden, InvalidSpec
+from .hub_groups import HubGroups
 
 ON_BEHALF_OF_ARGUMENT = "on_behalf_of"
 
@@ -38,7 +39,8 @@ class Identity:
     """The user or service behind a request, with what it may do here.
 
     ``kind`` is ``user`` or ``service`` for hub identities and ``anonymous``
-    when authentication is off; ``limit_key`` is what per-user limits count by.
+    when authentication is off; ``limit_key`` is what per-user limits count by;
+    ``groups`` are the user's hub groups (who saved images are shared with).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Identity:
     can_build: bool
     limit_key: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
 
 
 ANONYMOUS = "anonymous"
@@ -110,9 +113,11 @@ class ServiceAuth(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hub_auth: HubOAuth | None = None
+        self.hub_groups: HubGroups | None = None
         if self.enabled:
             self.hub_auth = HubOAuth(parent=self, base_url=self.base_url)
             self._check_hub_settings(self.hub_auth)
+            self.hub_groups = HubGroups(self.hub_auth.api_url, self.hub_auth.api_token, parent=self)
 
     @staticmethod
     def _check_hub_settings(hub_auth: HubOAuth) -> None:
@@ -172,10 +177,11 @@ class ServiceAuth(LoggingConfigurable):
             can_build=is_admin or self._has(self.build_scope, scopes),
             limit_key=f"{kind}:{name}",
             scopes=scopes,
+            groups=frozenset(g for g in model.get("groups") or () if isinstance(g, str)),
         )
-        return self._acting_for(identity, handler.request.query_arguments)
+        return await self._acting_for(identity, handler.request.query_arguments)
 
-    def _acting_for(self, identity: Identity, arguments: dict[str, list[bytes]]) -> Identity:
+    async def _acting_for(self, identity: Identity, arguments: dict[str, list[bytes]]) -> Identity:
         """An admin acting for the user ``on_behalf_of`` names (a hub component, e.g. the
         spawner hook). The argument, when present, must name one user, exactly once."""
         if ON_BEHALF_OF_ARGUMENT not in arguments:
@@ -192,12 +198,14 @@ class ServiceAuth(LoggingConfigurable):
                 f"Only holders of the {self.admin_scope} scope may act on behalf of another user."
             )
         self.log.info("%s %s acts on behalf of user %s", identity.kind, identity.name, user)
+        groups = await self.hub_groups.groups_of(user) if self.hub_groups else frozenset()
         return Identity(
             name=user,
             kind="user",
             is_admin=False,
             can_build=True,
             limit_key=f"user:{user}",
+            groups=groups,
         )
 
 
