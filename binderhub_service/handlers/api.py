@@ -202,7 +202,8 @@ class ImageApiHandler(ApiHandler):
         return Viewer(identity.name, identity.groups, identity.is_admin)
 
     def image_json(self, image: SavedImage) -> dict[str, Any]:
-        return image_json(image, access(self.viewer, image))
+        viewer = self.viewer
+        return image_json(image, access(viewer, image), may_change(viewer, image))
 
     async def named_image(self, name: str) -> SavedImage:
         """The image ``name`` of ``?owner=`` (default: the caller), if the caller may see it."""

@@ -134,7 +134,7 @@ def image_request(data: dict[str, Any]) -> ImageRequest:
     if image is None and build_id is None:
         raise InvalidInput("Send 'image', 'build_id' or both.")
     description = _description(data.get("description", ""))
-    sharing = {k: data[k] for k in ("visibility", "groups") if k in data}
+    sharing: dict[str, Any] = {k: data[k] for k in ("visibility", "groups") if k in data}
     change = image_update(sharing) if sharing else ImageUpdate()
     visibility, groups = change.sharing(Visibility.PRIVATE, [])
     return ImageRequest(name, image, build_id, description, visibility, groups)
