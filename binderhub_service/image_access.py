@@ -52,6 +52,24 @@ class Viewer:
     is_admin: bool = False
 
 
+class Asker(Protocol):
+    """What :func:`viewer_of` reads of a request's identity (an ``auth.Identity``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def groups(self) -> frozenset[str]: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
+def viewer_of(identity: Asker) -> Viewer:
+    """The viewer a request's identity is: ``may_use(viewer_of(handler.identity), image)``."""
+    return Viewer(identity.name, frozenset(identity.groups), identity.is_admin)
+
+
 def access(viewer: Viewer, image: SharedImage) -> Access | None:
     """Why ``viewer`` may see and use ``image``, or None when they may not."""
     if image.owner == viewer.name:

@@ -21,7 +21,7 @@ from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import Forbidden, ServiceError, UnknownProvider
 from ..events import json_frame
-from ..image_access import Viewer, access, may_change, may_use, visible
+from ..image_access import Viewer, access, may_change, may_use, viewer_of, visible
 from ..saved_images import SavedImages
 from ..states import BuildState
 from ..store import BuildFilter, BuildRecorder, Store
@@ -198,8 +198,7 @@ class ImageApiHandler(ApiHandler):
 
     @property
     def viewer(self) -> Viewer:
-        identity = self.identity
-        return Viewer(identity.name, identity.groups, identity.is_admin)
+        return viewer_of(self.identity)
 
     def image_json(self, image: SavedImage) -> dict[str, Any]:
         viewer = self.viewer

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from binderhub_service.image_access import Access, Viewer, access, may_change, may_use, visible
+from binderhub_service.auth import Identity
+from binderhub_service.image_access import (
+    Access,
+    Viewer,
+    access,
+    may_change,
+    may_use,
+    viewer_of,
+    visible,
+)
 
 
 @dataclass
@@ -52,3 +61,9 @@ def test_visible_keeps_order() -> None:
     images = [Image("alice", "groups", ["lab"]), Image("carol"), Image("dave", "public")]
     assert visible(BOB_IN_LAB, images) == [images[0], images[2]]
     assert visible(CAROL, images) == [images[1], images[2]]
+
+
+def test_viewer_of_an_identity() -> None:
+    identity = Identity("bob", "user", False, True, "user:bob", groups=frozenset({"lab"}))
+    assert viewer_of(identity) == Viewer("bob", frozenset({"lab"}))
+    assert may_use(viewer_of(identity), Image("alice", "groups", ["lab"]))
