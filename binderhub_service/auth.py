@@ -40,7 +40,9 @@ class Identity:
 
     ``kind`` is ``user`` or ``service`` for hub identities and ``anonymous``
     when authentication is off; ``limit_key`` is what per-user limits count by;
-    ``groups`` are the user's hub groups (who saved images are shared with).
+    ``groups`` are the user's hub groups (who saved images are shared with),
+    unless ``groups_known`` is False: a request acting for a user names only the
+    user, and :meth:`ServiceAuth.groups_of` asks the hub when groups matter.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Identity:
     limit_key: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     groups: frozenset[str] = field(default_factory=frozenset)
+    groups_known: bool = True
 
 
 ANONYMOUS = "anonymous"
@@ -179,9 +182,9 @@ class ServiceAuth(LoggingConfigurable):
             scopes=scopes,
             groups=frozenset(g for g in model.get("groups") or () if isinstance(g, str)),
         )
-        return await self._acting_for(identity, handler.request.query_arguments)
+        return self._acting_for(identity, handler.request.query_arguments)
 
-    async def _acting_for(self, identity: Identity, arguments: dict[str, list[bytes]]) -> Identity:
+    def _acting_for(self, identity: Identity, arguments: dict[str, list[bytes]]) -> Identity:
         """An admin acting for the user ``on_behalf_of`` names (a hub component, e.g. the
         spawner hook). The argument, when present, must name one user, exactly once."""
         if ON_BEHALF_OF_ARGUMENT not in arguments:
@@ -198,15 +201,20 @@ class ServiceAuth(LoggingConfigurable):
                 f"Only holders of the {self.admin_scope} scope may act on behalf of another user."
             )
         self.log.info("%s %s acts on behalf of user %s", identity.kind, identity.name, user)
-        groups = await self.hub_groups.groups_of(user) if self.hub_groups else frozenset()
         return Identity(
             name=user,
             kind="user",
             is_admin=False,
             can_build=True,
             limit_key=f"user:{user}",
-            groups=groups,
+            groups_known=False,
         )
+
+    async def groups_of(self, identity: Identity) -> frozenset[str]:
+        """The hub groups of ``identity``, asking the hub when the request did not say."""
+        if identity.groups_known or self.hub_groups is None:
+            return identity.groups
+        return await self.hub_groups.groups_of(identity.name)
 
 
 def check_xsrf(handler: web.RequestHandler) -> None:

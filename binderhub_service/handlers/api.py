@@ -11,7 +11,7 @@ is answered 404, as if it did not exist. The document at
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tornado import web
@@ -196,9 +196,16 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
 class ImageApiHandler(ApiHandler):
     """Shared parts of the saved-image routes: who is asking, which image they name."""
 
-    @property
-    def viewer(self) -> Viewer:
-        return viewer_of(self.identity)
+    viewer: Viewer
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished:
+            return
+        identity = self.identity
+        auth = self.service_auth
+        groups = await auth.groups_of(identity) if auth is not None else identity.groups
+        self.viewer = replace(viewer_of(identity), groups=groups)
 
     def image_json(self, image: SavedImage) -> dict[str, Any]:
         viewer = self.viewer

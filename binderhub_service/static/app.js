@@ -261,10 +261,12 @@ function sharingLabel(image) {
 }
 
 // The visibility form of an image the viewer may change (its owner, or an admin).
+let visibilityForms = 0;
 function visibilityForm(image) {
   const form = document.createElement("form");
   form.className = "visibility";
-  const id = `vis-${image.owner}-${image.name}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  visibilityForms += 1;
+  const id = `visibility-${visibilityForms}`;
   const label = document.createElement("label");
   label.htmlFor = id;
   label.textContent = "Visibility";

@@ -8,6 +8,7 @@ own token. The image is real: the base image pushed to the test registry.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import subprocess
 import urllib.error
@@ -84,7 +85,13 @@ async def test_alice_shares_with_lab_bob_uses_it_carol_does_not_see_it(
 
     # At spawn: the helper offers it to Bob (the service reads his groups from the hub),
     # DockerSpawner accepts his choice, and the use is counted.
-    choices = SavedImageChoices(service_url=hub.service_url, api_token=hub.hook_token)
+    # A generous timeout: this checks what is offered, not how fast (the machine is shared).
+    choices = SavedImageChoices(
+        service_url=hub.service_url,
+        api_token=hub.hook_token,
+        timeout=120,
+        log=logging.getLogger("tests.saved_image_choices"),
+    )
     spawner = DockerSpawner(allowed_images=choices.images)
     spawner.user = SimpleNamespace(name="bob")
     assert await spawner.check_allowed(f"alice/{name}") == image
