@@ -5,6 +5,10 @@ A saved image is ``private`` (its owner only), shared with hub ``groups``
 service). Its owner and the service's admins always may. Seeing an image and
 using it (starting a server with it) are the same permission; changing or
 deleting it is the owner's and the admins' alone.
+
+A route asks ``may_use(viewer_of(handler.identity), image)``. A request made
+on a user's behalf (``on_behalf_of``) does not carry the user's groups: take
+them from ``ServiceAuth.groups_of(identity)`` first.
 """
 
 from __future__ import annotations
