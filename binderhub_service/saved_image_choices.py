@@ -161,7 +161,15 @@ class SavedImageChoices(LoggingConfigurable):
     def _should_ask(self) -> bool:
         return time.monotonic() >= self._failed_until
 
-    def _failed(self, user: str, reason: object) -> None:
+    def _failed(self, user: str, reason: Exception) -> None:
+        """Log a failed listing; pause asking when the service is down (no answer, or 5xx),
+        not when it refused one request (4xx: e.g. a token without the admin scope)."""
+        code = getattr(reason, "code", None)
+        if isinstance(code, int) and code < 500:
+            self.log.warning(
+                "Saved images of %s refused (%s); offering the static list", user, reason
+            )
+            return
         self._failed_until = time.monotonic() + self.retry_seconds
         self.log.warning(
             "Saved images of %s unavailable (%s); offering the static list for %.0fs",

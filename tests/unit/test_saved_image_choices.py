@@ -51,12 +51,18 @@ HANG_GUARD = 60
 
 
 class Listing(BaseHTTPRequestHandler):
-    """Answers every listing with :data:`SAVED` and records each request's path."""
+    """Answers every listing with :data:`SAVED` and records each request's path; refuses
+    the token ``refused`` with 403."""
 
     paths: list[str] = []
 
     def do_GET(self) -> None:
         self.paths.append(self.path)
+        if self.headers.get("Authorization") == "token refused":
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = json.dumps({"images": [SAVED]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -191,3 +197,18 @@ async def test_closed_port_gives_the_static_list(monkeypatch: pytest.MonkeyPatch
     )
     spawner = kubespawner(monkeypatch, choices)
     assert await asyncio.wait_for(choices.profiles(spawner), HANG_GUARD) == STATIC_PROFILES
+
+
+async def test_a_refusal_gives_the_static_list_without_pausing(
+    monkeypatch: pytest.MonkeyPatch, listing_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    choices = SavedImageChoices(
+        service_url=listing_url, api_token="refused", static_profiles=STATIC_PROFILES
+    )
+    spawner = kubespawner(monkeypatch, choices)
+    with caplog.at_level(logging.WARNING):
+        assert await choices.profiles(spawner) == STATIC_PROFILES
+    assert "refused" in caplog.text
+    choices.api_token = "t"
+    profiles = await choices.profiles(spawner)
+    assert "alice/env" in profiles[0]["profile_options"]["image"]["choices"]
