@@ -43,6 +43,7 @@ async def test_owner_shares_with_a_group_then_with_everyone(browser: Browser, si
     await mine.get_by_label("Hub groups to share lab-env with").fill("lab")
     await mine.get_by_role("button", name="Change visibility").click()
     await expect(mine).to_contain_text("yours · shared with lab")
+    await alice.screenshot(path=site.artefacts / "visibility-form.png", full_page=True)
     await alice.reload()
     await expect(alice.locator("#images li[data-image='lab-env']")).to_contain_text(
         "shared with lab"
