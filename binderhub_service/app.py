@@ -35,14 +35,17 @@ from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.page import page_handlers
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
+from .hub_groups import HubGroups
 from .images import FoundImageCache, ImageLookup
 from .limits import UserLimits
 from .log import log_request
+from .naming import split_image_name
 from .netguard import check_url
 from .providers.catalog import DEFAULT_PROVIDERS, RepoProviderCatalog
 from .redact import Redactor
 from .registry import DockerRegistry
 from .restart import reconcile
+from .saved_images import SavedImages
 from .startup import (
     ConfigError,
     bind,
@@ -302,9 +305,11 @@ class BinderHubService(Application):
         DockerRegistry,
         GarbageCollector,
         HealthChecker,
+        HubGroups,
         LocalDockerExecutor,
         RepoProviderCatalog,
         *DEFAULT_PROVIDERS.values(),
+        SavedImages,
         ServiceAuth,
         UserLimits,
     ]
@@ -466,6 +471,11 @@ class BinderHubService(Application):
         """Where built images are looked for: the registry, or the engine builds ran on."""
         lookup: ImageLookup = self.registry if self.use_registry else self.executor
         self.images = FoundImageCache(lookup, self.found_image_cache_seconds)
+        hosts = None
+        if self.use_registry:
+            prefix_host = split_image_name(self.image_prefix + "x")[0]
+            hosts = frozenset(h for h in (self.registry.host, prefix_host) if h)
+        self.saved_images = SavedImages(self.images, hosts, parent=self)
 
     def init_tornado_app(self) -> None:
         base = self.base_url
@@ -494,6 +504,7 @@ class BinderHubService(Application):
             recorder=self.recorder,
             keepalive_interval=self.keepalive_interval,
             base_url=base,
+            saved_images=self.saved_images,
         )
         handlers: list[Any] = [
             (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),

@@ -25,6 +25,7 @@ from traitlets import Bool, Bytes, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .errors import Forbidden, InvalidSpec
+from .hub_groups import HubGroups
 
 ON_BEHALF_OF_ARGUMENT = "on_behalf_of"
 
@@ -38,7 +39,10 @@ class Identity:
     """The user or service behind a request, with what it may do here.
 
     ``kind`` is ``user`` or ``service`` for hub identities and ``anonymous``
-    when authentication is off; ``limit_key`` is what per-user limits count by.
+    when authentication is off; ``limit_key`` is what per-user limits count by;
+    ``groups`` are the user's hub groups (who saved images are shared with),
+    unless ``groups_known`` is False: a request acting for a user names only the
+    user, and :meth:`ServiceAuth.groups_of` asks the hub when groups matter.
     """
 
     name: str
@@ -47,6 +51,8 @@ class Identity:
     can_build: bool
     limit_key: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
+    groups_known: bool = True
 
 
 ANONYMOUS = "anonymous"
@@ -110,9 +116,11 @@ class ServiceAuth(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hub_auth: HubOAuth | None = None
+        self.hub_groups: HubGroups | None = None
         if self.enabled:
             self.hub_auth = HubOAuth(parent=self, base_url=self.base_url)
             self._check_hub_settings(self.hub_auth)
+            self.hub_groups = HubGroups(self.hub_auth.api_url, self.hub_auth.api_token, parent=self)
 
     @staticmethod
     def _check_hub_settings(hub_auth: HubOAuth) -> None:
@@ -172,6 +180,7 @@ class ServiceAuth(LoggingConfigurable):
             can_build=is_admin or self._has(self.build_scope, scopes),
             limit_key=f"{kind}:{name}",
             scopes=scopes,
+            groups=frozenset(g for g in model.get("groups") or () if isinstance(g, str)),
         )
         return self._acting_for(identity, handler.request.query_arguments)
 
@@ -198,7 +207,14 @@ class ServiceAuth(LoggingConfigurable):
             is_admin=False,
             can_build=True,
             limit_key=f"user:{user}",
+            groups_known=False,
         )
+
+    async def groups_of(self, identity: Identity) -> frozenset[str]:
+        """The hub groups of ``identity``, asking the hub when the request did not say."""
+        if identity.groups_known or self.hub_groups is None:
+            return identity.groups
+        return await self.hub_groups.groups_of(identity.name)
 
 
 def check_xsrf(handler: web.RequestHandler) -> None:

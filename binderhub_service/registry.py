@@ -182,8 +182,12 @@ class DockerRegistry(LoggingConfigurable):
         return response
 
     async def has_image(self, image_name: str) -> bool:
-        """Whether the registry holds a manifest for ``image_name`` (``name:tag``)."""
-        _, repository, tag = split_image_name(image_name)
+        """Whether the registry holds a manifest for ``image_name`` (``name:tag`` or
+        ``name@digest``)."""
+        name, _, digest = image_name.partition("@")
+        _, repository, tag = split_image_name(name)
+        if digest:
+            tag = digest
         path = f"/v2/{repository}/manifests/{urllib.parse.quote(tag)}"
         response = await self._get(path, f"repository:{repository}:pull", method="HEAD")
         if response.code == 200:

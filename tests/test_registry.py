@@ -11,6 +11,7 @@ import base64
 import json
 import subprocess
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from binderhub_service.errors import UpstreamError
-from binderhub_service.registry import DockerRegistry
+from binderhub_service.registry import MANIFEST_MEDIA_TYPES, DockerRegistry
 
 from .conftest import Registry, start_registry, stop_process
 
@@ -45,6 +46,17 @@ def docker_config(tmp_path: Path, host: str, user: str, password: str) -> str:
     return str(path)
 
 
+def client_digest(registry: Registry, repository: str, tag: str) -> str:
+    """The digest the registry gives a tag's manifest."""
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": MANIFEST_MEDIA_TYPES},
+    )
+    with urllib.request.urlopen(request) as response:
+        return str(response.headers["Docker-Content-Digest"])
+
+
 async def test_anonymous_registry(registry, tmp_path, docker_engine):
     image = push_image(registry, tmp_path, "anon/present:v1")
     client = DockerRegistry(url=registry.url, docker_config_path="/nonexistent/config.json")
@@ -52,6 +64,11 @@ async def test_anonymous_registry(registry, tmp_path, docker_engine):
     assert not await client.has_image(f"{registry.host}/anon/present:v2")
     assert not await client.has_image(f"{registry.host}/anon/absent:v1")
     assert await client.health() == {"url": registry.url}
+    # By digest, as a saved image may be named.
+    digest = client_digest(registry, "anon/present", "v1")
+    assert await client.has_image(f"{registry.host}/anon/present@{digest}")
+    assert await client.has_image(f"{registry.host}/anon/present:v1@{digest}")
+    assert not await client.has_image(f"{registry.host}/anon/present@sha256:{'0' * 64}")
 
 
 @pytest.fixture

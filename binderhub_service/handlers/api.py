@@ -2,7 +2,8 @@
 
 Every response is JSON (event logs are event streams); errors are
 ``{"status": N, "message": ...}``. Users see the builds they started or
-joined and their own saved images; admins see everything; anything else
+joined, and the saved images that are theirs or shared with them (see
+:mod:`binderhub_service.image_access`); admins see everything; anything else
 is answered 404, as if it did not exist. The document at
 ``api/v1/openapi.json`` describes every route.
 """
@@ -10,7 +11,7 @@ is answered 404, as if it did not exist. The document at
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tornado import web
@@ -18,11 +19,13 @@ from tornado.log import app_log
 
 from ..build_requests import BuildRequests
 from ..builds import Build
-from ..errors import ServiceError, UnknownProvider
+from ..errors import Forbidden, ServiceError, UnknownProvider
 from ..events import json_frame
+from ..image_access import Viewer, access, may_change, may_use, viewer_of, visible
+from ..saved_images import SavedImages
 from ..states import BuildState
 from ..store import BuildFilter, BuildRecorder, Store
-from ..store.models import BuildRecord
+from ..store.models import BuildRecord, SavedImage
 from . import api_input
 from .base import BaseHandler
 from .openapi import openapi_document
@@ -39,6 +42,7 @@ class ApiContext:
     recorder: BuildRecorder
     keepalive_interval: float
     base_url: str
+    saved_images: SavedImages
     cancel_timeout: float = 60.0
 
 
@@ -78,16 +82,6 @@ class ApiHandler(BaseHandler):
         if record is None:
             raise NotFound(f"No build {build_id[:64]!r}.")
         return record
-
-    def image_owner(self) -> str:
-        """Whose image a request names: the caller's, or for an admin ``?owner=``."""
-        identity = self.identity
-        owner = self.get_query_argument("owner", None)
-        if not owner or not identity.is_admin:
-            return identity.name
-        if not api_input.IMAGE_OWNER_PATTERN.match(owner):
-            raise NotFound(f"No user {owner[:255]!r} has saved images.")
-        return owner
 
 
 class BuildsHandler(ApiHandler):
@@ -197,12 +191,56 @@ class BuildEventsHandler(ApiHandler, EventStreamHandler):
             await self.send(b"".join(batch))
 
 
-class ImagesHandler(ApiHandler):
-    """``GET images`` lists saved images; ``POST images`` saves one under a name."""
+class ImageApiHandler(ApiHandler):
+    """Shared parts of the saved-image routes: who is asking, which image they name."""
+
+    viewer: Viewer
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished:
+            return
+        identity = self.identity
+        auth = self.service_auth
+        groups = await auth.groups_of(identity) if auth is not None else identity.groups
+        self.viewer = replace(viewer_of(identity), groups=groups)
+
+    def image_json(self, image: SavedImage) -> dict[str, Any]:
+        viewer = self.viewer
+        return image_json(image, access(viewer, image), may_change(viewer, image))
+
+    async def named_image(self, name: str) -> SavedImage:
+        """The image ``name`` of ``?owner=`` (default: the caller), if the caller may see it."""
+        owner = self.get_query_argument("owner", None) or self.identity.name
+        if not api_input.IMAGE_NAME_PATTERN.match(name) or not (
+            api_input.IMAGE_OWNER_PATTERN.match(owner)
+        ):
+            raise NotFound(f"No saved image named {name[:255]!r}.")
+        image = await self.ctx.store.get_image(owner, name)
+        if image is None or not may_use(self.viewer, image):
+            raise NotFound(f"No saved image named {name[:255]!r}.")
+        return image
+
+    async def changeable_image(self, name: str) -> SavedImage:
+        """The image ``name`` names, if the caller may change it (its owner, or an admin)."""
+        image = await self.named_image(name)
+        if not may_change(self.viewer, image):
+            raise Forbidden(
+                f"Only its owner ({image.owner}) and admins may change or delete this image."
+            )
+        return image
+
+
+class ImagesHandler(ImageApiHandler):
+    """``GET images`` lists the saved images the caller may use; ``POST images`` saves one."""
 
     async def get(self) -> None:
-        images = await self.ctx.store.list_images(self.visible_to)
-        self.write_json({"images": [image_json(i) for i in images]})
+        viewer = self.viewer
+        if viewer.is_admin:
+            images = await self.ctx.store.list_images()
+        else:
+            images = visible(viewer, await self.ctx.store.list_shared_images(viewer.name))
+        self.write_json({"images": [self.image_json(i) for i in images]})
 
     async def post(self) -> None:
         request = api_input.image_request(api_input.json_object(self.request.body))
@@ -220,6 +258,7 @@ class ImagesHandler(ApiHandler):
         assert image is not None
         if await self.ctx.store.get_image(owner, request.name) is not None:
             raise Conflict(f"You already have an image named {request.name!r}.")
+        await self.ctx.saved_images.check(image)
         saved = await self.ctx.store.save_image(
             {
                 "owner": owner,
@@ -228,30 +267,48 @@ class ImagesHandler(ApiHandler):
                 "image": image,
                 "build_id": request.build_id,
                 "created": time.time(),
+                "visibility": request.visibility,
+                "groups": list(request.groups),
             }
         )
         self.set_header("Location", f"{self.ctx.base_url}api/v1/images/{request.name}")
-        self.write_json(image_json(saved), status=201)
+        self.write_json(self.image_json(saved), status=201)
 
 
-class ImageHandler(ApiHandler):
-    """``GET`` or ``DELETE images/{name}``: one saved image (admins pick ``?owner=``)."""
+class ImageHandler(ImageApiHandler):
+    """One saved image (``?owner=`` names another user's): ``GET`` it if the caller may use
+    it; ``PATCH`` (visibility, groups, description) or ``DELETE`` it as its owner or an admin."""
 
     async def get(self, name: str) -> None:
-        if not api_input.IMAGE_NAME_PATTERN.match(name):
+        self.write_json(self.image_json(await self.named_image(name)))
+
+    async def patch(self, name: str) -> None:
+        change = api_input.image_update(api_input.json_object(self.request.body))
+        image = await self.changeable_image(name)
+        values = change.values(image.visibility, image.groups)
+        updated = await self.ctx.store.update_image(image.owner, image.name, values)
+        if updated is None:
             raise NotFound(f"No saved image named {name[:255]!r}.")
-        image = await self.ctx.store.get_image(self.image_owner(), name)
-        if image is None:
-            raise NotFound(f"No saved image named {name[:255]!r}.")
-        self.write_json(image_json(image))
+        self.write_json(self.image_json(updated))
 
     async def delete(self, name: str) -> None:
-        if not api_input.IMAGE_NAME_PATTERN.match(name):
-            raise NotFound(f"No saved image named {name[:255]!r}.")
-        if not await self.ctx.store.delete_image(self.image_owner(), name):
+        image = await self.changeable_image(name)
+        if not await self.ctx.store.delete_image(image.owner, image.name):
             raise NotFound(f"No saved image named {name[:255]!r}.")
         self.set_status(204)
         self.finish()
+
+
+class ImageUsesHandler(ImageApiHandler):
+    """``POST images/{name}/uses``: count one server started with a saved image the caller
+    may use (the spawner helpers send it on behalf of the spawning user)."""
+
+    async def post(self, name: str) -> None:
+        image = await self.named_image(name)
+        used = await self.ctx.store.record_use(image.owner, image.name, time.time())
+        if used is None:
+            raise NotFound(f"No saved image named {name[:255]!r}.")
+        self.write_json(self.image_json(used))
 
 
 class OpenApiHandler(ApiHandler):
@@ -280,5 +337,6 @@ def api_handlers(context: ApiContext) -> list[Any]:
         (prefix + r"builds/([^/]+)/events", BuildEventsHandler, args),
         (prefix + "images", ImagesHandler, args),
         (prefix + r"images/([^/]+)", ImageHandler, args),
+        (prefix + r"images/([^/]+)/uses", ImageUsesHandler, args),
         (prefix + ".*", ApiNotFoundHandler),
     ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ServiceError
+from ..image_access import Visibility
 from ..states import BuildState
 
 BUILD_STATES = tuple(state.value for state in BuildState)
@@ -26,6 +27,10 @@ IMAGE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 # A hub user name: anything printable, at most 255 characters.
 IMAGE_OWNER_PATTERN = re.compile(r"^[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,255}$")
 MAX_DESCRIPTION = 4096
+VISIBILITIES = tuple(v.value for v in Visibility)
+# A hub group name: printable, at most 255 characters.
+GROUP_PATTERN = IMAGE_OWNER_PATTERN
+MAX_GROUPS = 100
 MAX_IMAGE = 512
 MAX_ARGUMENT = 1024
 # Control characters other than tab and newline (and lone surrogates), never accepted.
@@ -104,10 +109,12 @@ class ImageRequest:
     image: str | None
     build_id: str | None
     description: str
+    visibility: str = Visibility.PRIVATE
+    groups: tuple[str, ...] = ()
 
 
 def image_request(data: dict[str, Any]) -> ImageRequest:
-    _only(data, {"name", "image", "build_id", "description"})
+    _only(data, {"name", "image", "build_id", "description", "visibility", "groups"})
     name = _string(data, "name")
     assert name is not None
     if not IMAGE_NAME_PATTERN.match(name):
@@ -126,17 +133,78 @@ def image_request(data: dict[str, Any]) -> ImageRequest:
         raise InvalidInput("'build_id' must be the id of a build.")
     if image is None and build_id is None:
         raise InvalidInput("Send 'image', 'build_id' or both.")
-    description = data.get("description", "")
-    if (
-        not isinstance(description, str)
-        or len(description) > MAX_DESCRIPTION
-        or _CONTROL.search(description)
-    ):
+    description = _description(data.get("description", ""))
+    sharing: dict[str, Any] = {k: data[k] for k in ("visibility", "groups") if k in data}
+    change = image_update(sharing) if sharing else ImageUpdate()
+    visibility, groups = change.sharing(Visibility.PRIVATE, [])
+    return ImageRequest(name, image, build_id, description, visibility, groups)
+
+
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or _CONTROL.search(value):
         raise InvalidInput(
             f"'description' must be a string of at most {MAX_DESCRIPTION} characters, "
             "without control characters other than tab and newline."
         )
-    return ImageRequest(name, image, build_id, description)
+    return value
+
+
+@dataclass(frozen=True)
+class ImageUpdate:
+    """A validated change to a saved image: each field None when it stays as it is."""
+
+    visibility: str | None = None
+    groups: tuple[str, ...] | None = None
+    description: str | None = None
+
+    def sharing(self, visibility: str, groups: list[str]) -> tuple[str, tuple[str, ...]]:
+        """The visibility and groups after this change, from the current ones.
+
+        Groups are kept only for ``groups`` visibility, which needs at least one.
+        """
+        new_visibility = self.visibility or visibility
+        if new_visibility != Visibility.GROUPS:
+            if self.groups:
+                raise InvalidInput("'groups' are only for the visibility 'groups'.")
+            return new_visibility, ()
+        new_groups = self.groups if self.groups is not None else tuple(groups)
+        if not new_groups:
+            raise InvalidInput("The visibility 'groups' needs 'groups': at least one hub group.")
+        return new_visibility, new_groups
+
+    def values(self, visibility: str, groups: list[str]) -> dict[str, Any]:
+        """The columns to write, from the image's current visibility and groups."""
+        new_visibility, new_groups = self.sharing(visibility, groups)
+        values: dict[str, Any] = {"visibility": new_visibility, "groups": list(new_groups)}
+        if self.description is not None:
+            values["description"] = self.description
+        return values
+
+
+def image_update(data: dict[str, Any]) -> ImageUpdate:
+    """A change to a saved image: ``visibility``, ``groups``, ``description``."""
+    _only(data, {"visibility", "groups", "description"})
+    if not data:
+        raise InvalidInput("Send 'visibility', 'groups' or 'description'.")
+    visibility = data.get("visibility")
+    if visibility is not None and visibility not in VISIBILITIES:
+        raise InvalidInput(f"'visibility' must be one of: {', '.join(VISIBILITIES)}.")
+    groups = data.get("groups")
+    if groups is not None:
+        if (
+            not isinstance(groups, list)
+            or len(groups) > MAX_GROUPS
+            or not all(isinstance(g, str) and GROUP_PATTERN.match(g) for g in groups)
+        ):
+            raise InvalidInput(
+                f"'groups' must be a list of at most {MAX_GROUPS} hub group names (each "
+                "1 to 255 printable characters)."
+            )
+        groups = tuple(dict.fromkeys(groups))
+    description = data.get("description")
+    if description is not None:
+        description = _description(description)
+    return ImageUpdate(visibility, groups, description)
 
 
 def states(values: list[str]) -> list[str]:

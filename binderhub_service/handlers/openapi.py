@@ -43,7 +43,26 @@ _OWNER = {
     "name": "owner",
     "in": "query",
     "schema": {"type": "string"},
-    "description": "Admins only: whose image (default: the caller's). Ignored for others.",
+    "description": (
+        "Whose image (default: the caller's). Another user's image is found only when it "
+        "is shared with the caller (or the caller is an admin)."
+    ),
+}
+_SHARING_PROPERTIES: dict[str, Any] = {
+    "visibility": {
+        "type": "string",
+        "enum": ["private", "groups", "public"],
+        "description": (
+            "Who besides its owner may see and use it: nobody (`private`, the default), "
+            "members of `groups`, or every user of the service (`public`)."
+        ),
+    },
+    "groups": {
+        "type": "array",
+        "maxItems": 100,
+        "items": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "Hub groups it is shared with; only with the visibility `groups`.",
+    },
 }
 
 _CANCEL = {
@@ -69,8 +88,8 @@ _DOCUMENT: dict[str, Any] = {
         "version": "1",
         "description": (
             "Build records, build logs, cancellation and saved images. Users see the builds "
-            "they started or joined and their own saved images; admins see all. Records "
-            "that the caller may not see are answered 404."
+            "they started or joined, and the saved images that are theirs or shared with "
+            "them; admins see all. Records that the caller may not see are answered 404."
         ),
     },
     "security": [{"hubToken": []}],
@@ -192,11 +211,20 @@ _DOCUMENT: dict[str, Any] = {
         },
         "/images": {
             "get": {
-                "summary": "The caller's saved images (an admin's: everyone's)",
+                "summary": "The saved images the caller may use (an admin's: everyone's)",
+                "description": (
+                    "The caller's own images, those shared with one of their hub groups, "
+                    "and public ones; `access` marks which."
+                ),
                 "responses": {"200": _json("Saved images.", "ImageList")},
             },
             "post": {
                 "summary": "Save an image under a name",
+                "description": (
+                    "The image must exist in the service's registry (without one, in its "
+                    "container engine). Images on other registries are refused unless the "
+                    "operator allows them (`c.SavedImages.allow_other_registries`)."
+                ),
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -207,8 +235,12 @@ _DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "201": _json("The saved image.", "Image"),
-                    "400": _error("An invalid body, or a build that did not succeed."),
+                    "400": _error(
+                        "An invalid body, a build that did not succeed, an image that does "
+                        "not exist, or one on another registry."
+                    ),
                     "409": _error("The caller already has an image with this name."),
+                    "503": _error("The registry could not be asked."),
                 },
             },
         },
@@ -221,12 +253,46 @@ _DOCUMENT: dict[str, Any] = {
                     "404": _error("No such saved image."),
                 },
             },
+            "patch": {
+                "summary": "Change who may use a saved image, or its description",
+                "description": "Its owner and admins only.",
+                "parameters": [_IMAGE_NAME, _OWNER],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ImageChange"}}
+                    },
+                },
+                "responses": {
+                    "200": _json("The changed image.", "Image"),
+                    "400": _error("An invalid change; nothing was changed."),
+                    "403": _error("The caller may use the image but is not its owner."),
+                    "404": _error("No such saved image visible to the caller."),
+                },
+            },
             "delete": {
                 "summary": "Forget a saved image (the image itself stays in the registry)",
+                "description": "Its owner and admins only.",
                 "parameters": [_IMAGE_NAME, _OWNER],
                 "responses": {
                     "204": {"description": "Deleted."},
+                    "403": _error("The caller may use the image but is not its owner."),
                     "404": _error("No such saved image."),
+                },
+            },
+        },
+        "/images/{name}/uses": {
+            "post": {
+                "summary": "Count one server started with a saved image",
+                "description": (
+                    "Adds one to `use_count` and sets `last_used`. Sent by the spawner "
+                    "helpers on behalf of the user whose server starts; the caller must be "
+                    "allowed to use the image."
+                ),
+                "parameters": [_IMAGE_NAME, _OWNER],
+                "responses": {
+                    "200": _json("The image, counted.", "Image"),
+                    "404": _error("No such saved image visible to the caller."),
                 },
             },
         },
@@ -369,8 +435,18 @@ _DOCUMENT: dict[str, Any] = {
                     "image": {"type": "string", "minLength": 1, "maxLength": 512},
                     "build_id": {"type": "string", "minLength": 1},
                     "description": {"type": "string", "maxLength": 4096},
+                    **_SHARING_PROPERTIES,
                 },
                 "anyOf": [{"required": ["image"]}, {"required": ["build_id"]}],
+            },
+            "ImageChange": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": False,
+                "properties": {
+                    **_SHARING_PROPERTIES,
+                    "description": {"type": "string", "maxLength": 4096},
+                },
             },
             "Image": {
                 "type": "object",
@@ -382,6 +458,25 @@ _DOCUMENT: dict[str, Any] = {
                     "image": {"type": "string"},
                     "build_id": {"type": ["string", "null"]},
                     "created": {"type": "string", "format": "date-time"},
+                    "visibility": _SHARING_PROPERTIES["visibility"],
+                    "groups": {
+                        "type": ["array", "null"],
+                        "items": {"type": "string"},
+                        "description": "The groups it is shared with (to its owner and admins).",
+                    },
+                    "access": {
+                        "type": ["string", "null"],
+                        "enum": ["own", "group", "public", "admin", None],
+                        "description": (
+                            "Why the caller sees it: their own, shared with a group of "
+                            "theirs, public, or as an admin."
+                        ),
+                    },
+                    "use_count": {
+                        "type": "integer",
+                        "description": "Servers started with it (launches and spawns).",
+                    },
+                    "last_used": {"type": ["string", "null"], "format": "date-time"},
                 },
             },
             "GcDecision": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from ..image_access import Access
 from ..store.models import BuildRecord, SavedImage
 
 
@@ -43,8 +44,15 @@ def build_json(record: BuildRecord, viewer: str | None = None) -> dict[str, Any]
     }
 
 
-def image_json(image: SavedImage) -> dict[str, Any]:
-    """A saved image as the API shows it."""
+def image_json(
+    image: SavedImage, access: Access | None = None, show_groups: bool = True
+) -> dict[str, Any]:
+    """A saved image as the API shows it to a viewer with ``access`` to it.
+
+    ``access`` marks why the viewer sees it (``own``, ``group``, ``public`` or
+    ``admin``); the groups it is shared with are shown when ``show_groups``
+    (to its owner and admins).
+    """
     return {
         "name": image.name,
         "owner": image.owner,
@@ -52,4 +60,9 @@ def image_json(image: SavedImage) -> dict[str, Any]:
         "image": image.image,
         "build_id": image.build_id,
         "created": isotime(image.created),
+        "visibility": image.visibility,
+        "groups": list(image.groups or ()) if show_groups else None,
+        "access": access.value if access else None,
+        "use_count": image.use_count or 0,
+        "last_used": isotime(image.last_used),
     }

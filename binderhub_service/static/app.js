@@ -240,6 +240,69 @@ async function copyText(text, button) {
   }
 }
 
+function imagePath(image) {
+  const query = image.access === "own" ? "" : `?owner=${encodeURIComponent(image.owner)}`;
+  return `api/v1/images/${encodeURIComponent(image.name)}${query}`;
+}
+
+const ACCESS_TEXT = {
+  own: () => "yours",
+  group: (image) => `shared with you by ${image.owner}`,
+  public: (image) => `public, by ${image.owner}`,
+  admin: (image) => `${image.owner}'s (you are an admin)`,
+};
+
+function sharingLabel(image) {
+  const uses = image.use_count === 1 ? "1 use" : `${image.use_count} uses`;
+  const sharing = image.visibility === "groups" && image.groups
+    ? `shared with ${image.groups.join(", ")}`
+    : image.visibility;
+  return `${ACCESS_TEXT[image.access](image)} · ${sharing} · ${uses}`;
+}
+
+// The visibility form of an image the viewer may change (its owner, or an admin).
+let visibilityForms = 0;
+function visibilityForm(image) {
+  const form = document.createElement("form");
+  form.className = "visibility";
+  visibilityForms += 1;
+  const id = `visibility-${visibilityForms}`;
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  label.textContent = "Visibility";
+  const select = document.createElement("select");
+  select.id = id;
+  for (const [value, text] of [["private", "Private"], ["groups", "Hub groups"], ["public", "Everyone on the hub"]]) {
+    select.add(new Option(text, value, false, value === image.visibility));
+  }
+  const groups = document.createElement("input");
+  groups.value = (image.groups || []).join(", ");
+  groups.placeholder = "group1, group2";
+  groups.setAttribute("aria-label", `Hub groups to share ${image.name} with`);
+  const showGroups = () => { groups.hidden = select.value !== "groups"; };
+  select.addEventListener("change", showGroups);
+  showGroups();
+  const apply = document.createElement("button");
+  apply.type = "submit";
+  apply.textContent = "Change visibility";
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const change = { visibility: select.value };
+    if (select.value === "groups") {
+      change.groups = groups.value.split(",").map((g) => g.trim()).filter(Boolean);
+    }
+    try {
+      await call("PATCH", imagePath(image), change);
+      setText("images-error", "");
+      loadImages();
+    } catch (error) {
+      setText("images-error", error.message);
+    }
+  });
+  form.append(label, select, groups, apply);
+  return form;
+}
+
 async function loadImages() {
   const list = $("images");
   let data;
@@ -253,10 +316,15 @@ async function loadImages() {
   for (const image of data.images) {
     const item = document.createElement("li");
     item.dataset.image = image.name;
+    item.dataset.owner = image.owner;
+    item.dataset.access = image.access;
     const title = document.createElement("strong");
     title.textContent = image.name;
     const ref = document.createElement("code");
     ref.textContent = image.image;
+    const sharing = document.createElement("span");
+    sharing.className = "sharing";
+    sharing.textContent = sharingLabel(image);
     const description = document.createElement("p");
     description.textContent = image.description;
     const badge = document.createElement("input");
@@ -267,19 +335,23 @@ async function loadImages() {
     copy.type = "button";
     copy.textContent = "Copy Markdown badge";
     copy.addEventListener("click", () => copyText(badge.value, copy));
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "Delete";
-    remove.setAttribute("aria-label", `Delete ${image.name}`);
-    remove.addEventListener("click", async () => {
-      try {
-        await call("DELETE", `api/v1/images/${encodeURIComponent(image.name)}`);
-        loadImages();
-      } catch (error) {
-        setText("images-error", error.message);
-      }
-    });
-    item.append(title, " ", ref, description, badge, copy, remove);
+    item.append(title, " ", ref, sharing, description, badge, copy);
+    // Groups are shown only to those who may change the image.
+    if (image.groups !== null) {
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "Delete";
+      remove.setAttribute("aria-label", `Delete ${image.name}`);
+      remove.addEventListener("click", async () => {
+        try {
+          await call("DELETE", imagePath(image));
+          loadImages();
+        } catch (error) {
+          setText("images-error", error.message);
+        }
+      });
+      item.append(remove, visibilityForm(image));
+    }
     list.appendChild(item);
   }
 }

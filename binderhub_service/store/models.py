@@ -117,7 +117,13 @@ class BuildRequester(Base):
 
 
 class SavedImage(Base):
-    """An image a user saved under a name of their own, e.g. for a profile list."""
+    """An image a user saved under a name of their own, e.g. for a profile list.
+
+    ``visibility`` says who else may see and use it: ``private`` (the owner
+    only), ``groups`` (members of the hub groups in ``groups``) or ``public``
+    (every user of the service). ``use_count`` and ``last_used`` count the
+    servers started with it.
+    """
 
     __tablename__ = "saved_images"
 
@@ -130,5 +136,9 @@ class SavedImage(Base):
         String(64), ForeignKey("builds.id", ondelete="SET NULL")
     )
     created: Mapped[float] = mapped_column(Float)
+    visibility: Mapped[str] = mapped_column(String(16), default="private", index=True)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_used: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("owner", "name", name="uq_saved_images_owner_name"),)

@@ -14,11 +14,23 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, case, delete, event, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    case,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ..image_access import Visibility
 from ..states import UNFINISHED_STATES
 from ..text import clean_value
 from .models import BuildLogEvent, BuildRecord, BuildRequester, SavedImage
@@ -314,6 +326,50 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [i for i in map(self._image, rows) if i is not None]
+
+    async def list_shared_images(self, user: str) -> list[SavedImage]:
+        """``user``'s own saved images and every image shared with groups or everyone,
+        by owner and name. Which shared images ``user`` may see is for
+        :func:`binderhub_service.image_access.may_use` to say."""
+        query = (
+            select(SavedImage)
+            .where(
+                or_(
+                    SavedImage.owner == user,
+                    SavedImage.visibility.in_((Visibility.GROUPS, Visibility.PUBLIC)),
+                )
+            )
+            .order_by(SavedImage.owner, SavedImage.name)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [i for i in map(self._image, rows) if i is not None]
+
+    async def update_image(
+        self, owner: str, name: str, values: dict[str, Any]
+    ) -> SavedImage | None:
+        """Change fields of a saved image; the changed image, or None when there is none."""
+        values = clean_value(values)
+        query = update(SavedImage).where(SavedImage.owner == owner, SavedImage.name == name)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query.values(**values))
+        if not getattr(result, "rowcount", 0):
+            return None
+        return await self.get_image(owner, name)
+
+    async def record_use(self, owner: str, name: str, when: float) -> SavedImage | None:
+        """Count one server started with a saved image, at ``when`` (seconds since the
+        epoch); the updated image, or None when there is none."""
+        query = (
+            update(SavedImage)
+            .where(SavedImage.owner == owner, SavedImage.name == name)
+            .values(use_count=SavedImage.use_count + 1, last_used=when)
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(query)
+        if not getattr(result, "rowcount", 0):
+            return None
+        return await self.get_image(owner, name)
 
     async def delete_image(self, owner: str, name: str) -> bool:
         query = delete(SavedImage).where(SavedImage.owner == owner, SavedImage.name == name)

@@ -27,7 +27,8 @@ from tests.fakes import FakeExecutor
 
 class HeaderAuthenticator(ServiceAuth):
     """Test-only authenticator: ``X-Test-User`` names the user, ``X-Test-Admin: 1`` makes
-    an admin; without the header a request is anonymous, as with authentication off.
+    an admin, ``X-Test-Groups: a,b`` names their hub groups; without the header a request
+    is anonymous, as with authentication off.
 
     Chosen by ``c.BinderHubService.authenticator_class`` in :func:`make_service`, so
     requests take the service's own auth and limit path.
@@ -45,6 +46,9 @@ class HeaderAuthenticator(ServiceAuth):
             is_admin=handler.request.headers.get("X-Test-Admin") == "1",
             can_build=True,
             limit_key=f"user:{name}",
+            groups=frozenset(
+                filter(None, handler.request.headers.get("X-Test-Groups", "").split(","))
+            ),
         )
 
 
@@ -68,12 +72,15 @@ class Api:
         user: str | None = None,
         admin: bool = False,
         headers: dict[str, str] | None = None,
+        groups: tuple[str, ...] = (),
     ) -> tuple[int, Any]:
         all_headers = dict(headers or {})
         if user is not None:
             all_headers["X-Test-User"] = user
         if admin:
             all_headers["X-Test-Admin"] = "1"
+        if groups:
+            all_headers["X-Test-Groups"] = ",".join(groups)
         response = await AsyncHTTPClient().fetch(
             self.url + path,
             method=method,

@@ -150,7 +150,7 @@ async def test_ownership(api: Api) -> None:
 
     image = {"name": "mine", "build_id": build_id, "description": "my env"}
     status, saved = await api.call("POST", "images", image, user="alice")
-    assert status == 201 and saved["image"] == record["image_name"]
+    assert status == 201 and saved["image"] == record["image_name"], saved
     status, _ = await api.call("POST", "images", image, user="bob")
     assert status == 400  # Bob may not see Alice's build.
     assert (await api.call("GET", "images/mine", user="bob"))[0] == 404
@@ -165,6 +165,7 @@ async def test_ownership(api: Api) -> None:
 
 
 async def test_images(api: Api) -> None:
+    api.executor.images.add("registry.example.org/py:1")  # in the (fake) engine
     body = {"name": "py3.12", "image": "registry.example.org/py:1", "description": "Python"}
     status, saved = await api.call("POST", "images", body)
     assert status == 201 and saved["owner"] == "anonymous" and saved["build_id"] is None

@@ -42,7 +42,9 @@ ALL_OPERATIONS = {
     "GET /images",
     "POST /images",
     "GET /images/{name}",
+    "PATCH /images/{name}",
     "DELETE /images/{name}",
+    "POST /images/{name}/uses",
     "GET /openapi.json",
     "POST /gc",
 }

@@ -7,7 +7,9 @@ On the ``hub``, users ``alice`` and ``bob`` may build, ``carol`` may reach the
 services but not build, ``dave`` may not reach them. It runs two services: the
 service under test (``binder``) and ``binder-limited``, the same with a low
 per-user request rate. The ``spawn-hook`` service holds the admin scope and is
-the token of the spawner hook; the ``test-admin`` service creates user tokens.
+the token of the spawner hook; the ``test-admin`` service creates user tokens
+and groups. The services may read users' groups (``read:users:groups``), for
+saved images shared with groups.
 
 The ``other_hub`` is a second, independent hub (its own database, cookie secret
 and tokens) with builders ``alice`` (named like a user of the first hub) and
@@ -202,8 +204,13 @@ def hub_config(
             }},
             {{
                 "name": "test-admin",
-                "scopes": ["admin:users", "admin:servers", "tokens"],
+                "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens"],
                 "services": ["test-admin"],
+            }},
+            {{
+                "name": "binder-service",
+                "scopes": ["read:users:groups"],
+                "services": {list(service_ports)!r},
             }},
         ]
         """
