@@ -247,7 +247,17 @@ class Launcher(LoggingConfigurable):
                 await self._api(request, "DELETE", self._server_path(request))
                 await self._wait_stopped(request)
         await progress(launching(f"Launching server with {request.image}..."))
-        await self._api(request, "POST", self._server_path(request), options)
+        try:
+            await self._api(request, "POST", self._server_path(request), options)
+        except LaunchError as refused:
+            if refused.status_code == 400:
+                raise
+            # A spawn that failed at once answers 500 without its reason; the
+            # hub's progress of the server says why.
+            try:
+                return await self._follow(request, progress)
+            except LaunchError as reason:
+                raise (reason if reason.status_code == 500 else refused) from None
         return await self._follow(request, progress)
 
     async def _wait_stopped(self, request: LaunchRequest) -> None:

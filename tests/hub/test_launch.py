@@ -201,7 +201,7 @@ def test_binderhub_client_in_launch_mode_gets_ready_with_url(
     *events, redirect = [json.loads(line) for line in result.stdout.splitlines()]
     ready = events[-1]
     assert ready["phase"] == "ready", events[-3:]
-    assert "launching" in [e["phase"] for e in events]
+    assert "launching" in [e.get("phase") for e in events]
     assert ready["url"] == hub.url + "user/bob/"
     assert ready["image"] == recorded_image(hub, "bob")
     assert ready["repo_url"] == url
