@@ -15,9 +15,11 @@ import pytest
 from dockerspawner import DockerSpawner
 from kubespawner import KubeSpawner
 from traitlets import TraitError
+from traitlets.config import Config
 
 from binderhub_service.launch import Launcher, LaunchRequest
 from binderhub_service.naming import image_name
+from tests.docs_snippets import block_starting
 from tests.hub.test_profiles import load_example
 
 IMAGE = "registry.example.org/binder-hello-abc123:0123456789abcdef"
@@ -114,3 +116,18 @@ def test_a_callable_decides_the_options() -> None:
 def test_an_unknown_shape_is_refused() -> None:
     with pytest.raises(TraitError):
         Launcher(spawner_options="slurm")
+
+
+async def test_the_howtos_dockerspawner_config_allows_only_this_services_images() -> None:
+    """The how-to's ``allowed_images`` block, run as written, with the launch's options."""
+    first_line = "# jupyterhub_config.py: allow this service's images (or list them)"
+    snippet = block_starting("howto/launch-links.md", first_line)
+    config = Config()
+    exec(snippet.body, {"c": config})
+    name = image_name("registry.example.org/binder-", "gh/org/repo", "b" * 40)
+    spawner = DockerSpawner(config=config)
+    spawner.user_options = launch_options(spawner_options="dockerspawner") | {"image": name}
+    assert await spawner.check_allowed(spawner.user_options["image"]) == name
+    spawner.user_options = {"image": "elsewhere.example/evil:1"}
+    with pytest.raises(Exception, match="not allowed"):
+        await spawner.check_allowed(spawner.user_options["image"])
