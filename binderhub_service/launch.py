@@ -192,6 +192,11 @@ class Launcher(LoggingConfigurable):
         A refusal is raised: 403 as :class:`MissingPermission`, others as
         :class:`LaunchError` with the hub's message.
         """
+        if not self.hub_api_url:
+            raise LaunchError(
+                "The hub's API URL is unknown: set c.Launcher.hub_api_url (or run the service "
+                "as a JupyterHub service, which sets JUPYTERHUB_API_URL)."
+            )
         url = f"{self.hub_api_url.rstrip('/')}/{path}"
         http_request = HTTPRequest(
             url,

@@ -175,6 +175,32 @@ async def test_two_browsers_on_one_link_share_one_build(
     assert recorded_image(hub, "alice") == recorded_image(hub, "bob") == alice_build["image_name"]
 
 
+@pytest.mark.browser
+async def test_the_page_offers_a_running_server_or_a_restart_with_this_image(
+    launch_hub: Hub, git_server: GitServer, base_image: str, browser: Browser
+) -> None:
+    hub = launch_hub
+    stop_servers(hub, "alice")
+    hub.api("POST", "users/alice/server", {"image": "other:2"})
+    url, sha = git_server.make_repo("launch-choice", hello_repo(base_image, "choice"))
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{hub.service_url}v2/{spec_of(url, sha)}?filepath=x.ipynb")
+        await log_in(page, hub, "alice")
+        await expect(page.locator("#running")).to_be_visible(timeout=300_000)
+        await expect(page.locator("#error")).to_contain_text("already running")
+        opened = await page.locator("#open-running").get_attribute("href")
+        assert opened == hub.url + "user/alice/tree/x.ipynb"
+        assert recorded_image(hub, "alice") == "other:2", "the running server was left alone"
+        await page.click("#replace-button")
+        await page.wait_for_url(hub.url + "user/alice/tree/x.ipynb", timeout=300_000)
+    finally:
+        await context.close()
+    [build] = builds_of(hub, "alice", sha)
+    assert recorded_image(hub, "alice") == build["image_name"]
+
+
 @pytest.mark.node
 def test_binderhub_client_in_launch_mode_gets_ready_with_url(
     launch_hub: Hub, git_server: GitServer, base_image: str
