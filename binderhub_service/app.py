@@ -504,7 +504,7 @@ class BinderHubService(Application):
             (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),
             *api_handlers(api),
             *page_handlers(base),
-            *launch_handlers(base, self.store, launcher),
+            *launch_handlers(base, self.store, launcher, self.keepalive_interval),
             (base + r"build/([^/]+)/(.+)", LaunchBuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "livez", LivenessHandler),

@@ -112,7 +112,8 @@ def missing_launch_scope(user: str, scopes: frozenset[str]) -> str | None:
     return None
 
 
-ProgressCallback = Callable[[BuildEvent], Awaitable[None]]
+#: Receives each ``launching`` event, and None after a quiet while (time for a keepalive).
+ProgressCallback = Callable[[BuildEvent | None], Awaitable[None]]
 
 
 class Launcher(LoggingConfigurable):
@@ -229,10 +230,13 @@ class Launcher(LoggingConfigurable):
         server = servers.get(request.server_name)
         return server if isinstance(server, dict) else None
 
-    async def launch(self, request: LaunchRequest, progress: ProgressCallback) -> BuildEvent:
+    async def launch(
+        self, request: LaunchRequest, progress: ProgressCallback, keepalive: float = 25.0
+    ) -> BuildEvent:
         """Start the server (or join its start) and follow it; the final ``ready`` event.
 
-        ``progress`` receives a ``launching`` event per step. Raises
+        ``progress`` receives a ``launching`` event per step, and None when the
+        hub has said nothing for ``keepalive`` seconds. Raises
         :class:`ServerRunning` when the server runs other options (unless
         ``request.replace``), :class:`MissingPermission` or :class:`LaunchError`.
         """
@@ -244,7 +248,7 @@ class Launcher(LoggingConfigurable):
                 await self._wait_stopped(request)
             elif server.get("user_options") == options:
                 await progress(launching("Your server is already starting with this image."))
-                return await self._follow(request, progress)
+                return await self._follow(request, progress, keepalive)
             elif not request.replace:
                 raise ServerRunning(str(server.get("url") or ""), request.server_name)
             else:
@@ -260,10 +264,10 @@ class Launcher(LoggingConfigurable):
             # A spawn that failed at once answers 500 without its reason; the
             # hub's progress of the server says why.
             try:
-                return await self._follow(request, progress)
+                return await self._follow(request, progress, keepalive)
             except LaunchError as reason:
                 raise (reason if reason.status_code == 500 else refused) from None
-        return await self._follow(request, progress)
+        return await self._follow(request, progress, keepalive)
 
     async def _wait_stopped(self, request: LaunchRequest) -> None:
         async with asyncio.timeout(self.start_timeout):
@@ -273,7 +277,9 @@ class Launcher(LoggingConfigurable):
                     return
                 await asyncio.sleep(0.5)
 
-    async def _follow(self, request: LaunchRequest, progress: ProgressCallback) -> BuildEvent:
+    async def _follow(
+        self, request: LaunchRequest, progress: ProgressCallback, keepalive: float
+    ) -> BuildEvent:
         """Relay the hub's progress stream until the server is ready or has failed."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         parser = SSEParser(queue.put_nowait)
@@ -288,7 +294,12 @@ class Launcher(LoggingConfigurable):
         fetch.add_done_callback(lambda _: queue.put_nowait({}))
         try:
             while True:
-                event = await queue.get()
+                try:
+                    async with asyncio.timeout(keepalive):
+                        event = await queue.get()
+                except TimeoutError:
+                    await progress(None)
+                    continue
                 if not event:
                     await fetch
                     raise LaunchError("The hub ended the server's progress without an answer.")

@@ -20,7 +20,7 @@ from tornado.log import app_log
 from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import InvalidSpec, ServiceError
-from ..events import BuildEvent, Phase, failed, sse_frame
+from ..events import KEEPALIVE_FRAME, BuildEvent, Phase, failed, sse_frame
 from ..launch import (
     Launcher,
     LaunchRequest,
@@ -120,6 +120,7 @@ class LaunchStreamMixin(EventStreamHandler):
 
     launcher: Launcher
     base_url: str
+    keepalive_interval: float
 
     def user_token(self) -> str:
         """The requesting user's own hub token, checked for the scopes a launch needs.
@@ -161,13 +162,16 @@ class LaunchStreamMixin(EventStreamHandler):
         """Launch and relay: ``launching`` events numbered from ``first_id``, then ``ready``."""
         number = first_id
 
-        async def progress(event: BuildEvent) -> None:
+        async def progress(event: BuildEvent | None) -> None:
             nonlocal number
+            if event is None:
+                await self.send(KEEPALIVE_FRAME)
+                return
             await self.send(sse_frame(number, event))
             number += 1
 
         try:
-            ready = await self.launcher.launch(request, progress)
+            ready = await self.launcher.launch(request, progress, self.keepalive_interval)
         except ServerRunning as e:
             await self.send_event(
                 BuildEvent(
@@ -269,10 +273,13 @@ class LaunchBuildHandler(LaunchStreamMixin, BuildHandler):
 class SavedLaunchHandler(LaunchStreamMixin):
     """``GET launch/saved/<owner>/<name>``: launch a saved image, as an event stream."""
 
-    def initialize(self, *, store: Store, launcher: Launcher, base_url: str) -> None:
+    def initialize(
+        self, *, store: Store, launcher: Launcher, base_url: str, keepalive_interval: float
+    ) -> None:
         self.store = store
         self.launcher = launcher
         self.base_url = base_url
+        self.keepalive_interval = keepalive_interval
 
     async def get(self, owner: str, name: str) -> None:
         self.start_stream()
@@ -295,7 +302,7 @@ class SavedLaunchHandler(LaunchStreamMixin):
 
 
 def launch_handlers(
-    base_url: str, store: Store, launcher: Launcher
+    base_url: str, store: Store, launcher: Launcher, keepalive_interval: float
 ) -> list[tuple[str, type, dict[str, Any]]]:
     """The launch pages and the saved-image stream (the build route is the application's)."""
     page = {"base_url": base_url}
@@ -305,6 +312,11 @@ def launch_handlers(
         (
             base_url + r"launch/saved/([^/]+)/([^/]+)",
             SavedLaunchHandler,
-            {"store": store, "launcher": launcher, "base_url": base_url},
+            {
+                "store": store,
+                "launcher": launcher,
+                "base_url": base_url,
+                "keepalive_interval": keepalive_interval,
+            },
         ),
     ]

@@ -5,7 +5,8 @@ the hub's process that records the image it was given (the hub applies the
 launch's ``{"image": ...}`` options to it as DockerSpawner would). The service
 ``binder`` starts default servers, ``binder-named`` a named server per
 repository; each user may have one named server. ``erin``'s servers fail to
-start.
+start, ``frank``'s take seconds. The hub answers every start at once (202) and
+the service follows the hub's progress, as with spawners that take time.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ pytestmark = [pytest.mark.hub, pytest.mark.docker]
 
 NAMED = "binder-named"
 FAILING_USER = "erin"
+SLOW_USER = "frank"
 HUB_EXTRA = f"""
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.RecordingSpawner.apply_user_options = {{"image": "image"}}
 c.RecordingSpawner.failing_users = [{FAILING_USER!r}]
+c.RecordingSpawner.slow_users = [{SLOW_USER!r}]
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 1
 """
@@ -56,9 +60,11 @@ def launch_hub(
         SERVICE: service_config(registry, r2d_config, root / "data") + docker,
         NAMED: service_config(registry, r2d_config, root / "named-data")
         + docker
-        + "c.Launcher.named_servers = True\n",
+        + "c.Launcher.named_servers = True\n"
+        + "c.BinderHubService.keepalive_interval = 0.5\n",
     }
-    hub = start_hub(root, {**USERS, FAILING_USER: "builder"}, configs, HUB_EXTRA)
+    users = {**USERS, FAILING_USER: "builder", SLOW_USER: "builder"}
+    hub = start_hub(root, users, configs, HUB_EXTRA)
     yield hub
     stop_process(hub.proc, timeout=20)
 
@@ -387,3 +393,22 @@ def test_the_launch_page_maps_paths_and_refuses_other_sites(
     if status == 400:
         assert 'data-stream=""' in html
         assert "is not allowed" in html
+
+
+async def test_a_slow_start_is_followed_with_the_hubs_progress_and_keepalives(
+    launch_hub: Hub, git_server: GitServer, base_image: str
+) -> None:
+    hub = launch_hub
+    stop_servers(hub, SLOW_USER)
+    url, sha = git_server.make_repo("launch-slow", hello_repo(base_image, "slow"))
+    built = await read_events(
+        f"{hub.url_of(NAMED)}build/{spec_of(url, sha)}?build_only=true", headers=hub.auth("bob")
+    )
+    assert built.phases[-1] == "ready"
+    # The image exists: every keepalive of this stream comes while the server starts.
+    stream = await launch(hub, SLOW_USER, spec_of(url, sha), service=NAMED)
+    assert stream.phases[0] == "built" and stream.phases[-1] == "ready", stream.messages[-3:]
+    assert "launching" in stream.phases
+    assert "keepalive" in stream.comments
+    assert recorded_image(hub, SLOW_USER) == stream.events[-1]["image"]
+    stop_servers(hub, SLOW_USER)
