@@ -41,12 +41,6 @@ from .sse import EventStreamHandler
 REPLACE_ARGUMENT = "replace"
 
 
-def launch_link(service_url: str, provider: str, spec: str, path: str = "") -> str:
-    """The launch link of a repository (``spec`` as in the build API, already escaped)."""
-    link = f"{service_url}v2/{provider}/{spec}"
-    return f"{link}?{urllib.parse.urlencode({'urlpath': path})}" if path else link
-
-
 def badge_markdown(service_url: str, link: str) -> str:
     """A Markdown badge that opens ``link``."""
     return f"[![Launch]({service_url}static/launch-badge.svg)]({link})"
@@ -66,15 +60,13 @@ class LaunchPageHandler(BaseHandler):
     def initialize(self, *, base_url: str) -> None:
         self.base_url = base_url
 
-    def stream_path(self, prefix: str, spec: str) -> str:
-        """The event stream the page follows (relative to the service's base URL)."""
-        raw = self.request.path[len(self.base_url + "v2/") :]
-        return f"build/{raw}"
-
     def get(self, prefix: str, spec: str) -> None:
-        self.render_launch(self.stream_path(prefix, spec), f"{prefix}/{spec}")
+        # The stream takes the spec as sent (still escaped), as the build API does.
+        raw = self.request.path[len(self.base_url + "v2/") :]
+        self.render_launch(f"build/{raw}", f"{prefix}/{spec}")
 
     def render_launch(self, stream: str, title: str) -> None:
+        """The page for ``stream`` (relative to the base URL), with the link to share."""
         if self.hub_auth is not None:
             self.xsrf_token  # noqa: B018 (sets the _xsrf cookie the stream needs)
         arguments = {
@@ -158,9 +150,12 @@ class LaunchStreamMixin(EventStreamHandler):
             hub_origin=f"{self.request.protocol}://{self.request.host}",
         )
 
+    #: The id of the next event this stream sends (after a build's, its launch events).
+    next_id: int | None = None
+
     async def launch(self, request: LaunchRequest, first_id: int) -> None:
         """Launch and relay: ``launching`` events numbered from ``first_id``, then ``ready``."""
-        number = first_id
+        number = self.next_id = first_id
 
         async def progress(event: BuildEvent | None) -> None:
             nonlocal number
@@ -168,7 +163,7 @@ class LaunchStreamMixin(EventStreamHandler):
                 await self.send(KEEPALIVE_FRAME)
                 return
             await self.send(sse_frame(number, event))
-            number += 1
+            number = self.next_id = number + 1
 
         try:
             ready = await self.launcher.launch(request, progress, self.keepalive_interval)
@@ -190,11 +185,14 @@ class LaunchStreamMixin(EventStreamHandler):
         try:
             await run()
         except ServiceError as e:
-            await self.send_event(failed(e.message, e.status_code), (self.last_event_id() or 0) + 1)
+            await self.send_event(failed(e.message, e.status_code), self._final_id())
         except Exception:
             app_log.exception("Unexpected error answering %s", self.request.path)
             message = "An internal error stopped the request; the service's log has details."
-            await self.send_event(failed(message, 500), (self.last_event_id() or 0) + 1)
+            await self.send_event(failed(message, 500), self._final_id())
+
+    def _final_id(self) -> int:
+        return self.next_id or (self.last_event_id() or 0) + 1
 
 
 class LaunchBuildHandler(LaunchStreamMixin, BuildHandler):

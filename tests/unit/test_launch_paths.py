@@ -6,6 +6,7 @@ import pytest
 from jupyterhub.slugs import is_valid_safe_slug
 
 from binderhub_service.errors import InvalidSpec
+from binderhub_service.launch import missing_launch_scope
 from binderhub_service.launch_paths import launch_path, server_name, server_url
 
 
@@ -82,3 +83,18 @@ def test_server_names_tell_similar_repositories_apart() -> None:
     a = server_name("https://github.com/org-a/data")
     b = server_name("https://github.com/org-b/data")
     assert a.startswith("data-") and b.startswith("data-") and a != b
+
+
+@pytest.mark.parametrize(
+    ("scopes", "missing"),
+    [
+        ({"servers!user=alice", "read:servers!user=alice"}, None),
+        ({"servers", "read:servers"}, None),
+        ({"read:servers!user=alice"}, "servers!user"),
+        ({"servers!user=bob", "read:servers!user=bob"}, "servers!user"),
+        ({"servers!user=alice"}, "read:servers!user"),
+        (set(), "servers!user"),
+    ],
+)
+def test_the_scopes_a_launch_needs(scopes: set[str], missing: str | None) -> None:
+    assert missing_launch_scope("alice", frozenset(scopes)) == missing
