@@ -28,15 +28,16 @@ from .executors.local import LocalDockerExecutor
 from .gc import GarbageCollector, GcRunner
 from .handlers.api import ApiContext, api_handlers
 from .handlers.base import NotFoundHandler
-from .handlers.build import BuildHandler
 from .handlers.gc import GcHandler
 from .handlers.health import HealthHandler, LivenessHandler, MetricsHandler, VersionsHandler
+from .handlers.launch import LaunchBuildHandler, launch_handlers
 from .handlers.login import LoginHandler, OAuthCallbackHandler
 from .handlers.page import page_handlers
 from .handlers.repoproviders import RepoProvidersHandler
 from .health import HealthChecker
 from .hub_groups import HubGroups
 from .images import FoundImageCache, ImageLookup
+from .launch import Launcher
 from .limits import UserLimits
 from .log import log_request
 from .naming import split_image_name
@@ -306,6 +307,7 @@ class BinderHubService(Application):
         GarbageCollector,
         HealthChecker,
         HubGroups,
+        Launcher,
         LocalDockerExecutor,
         RepoProviderCatalog,
         *DEFAULT_PROVIDERS.values(),
@@ -493,10 +495,12 @@ class BinderHubService(Application):
             user_limits=self.user_limits,
             resolved_ref_seconds=self.resolved_ref_seconds,
         )
+        launcher = Launcher(parent=self)
         build_args = {
             "requests": requests,
             "keepalive_interval": self.keepalive_interval,
             "base_url": base,
+            "launcher": launcher,
         }
         api = ApiContext(
             requests=requests,
@@ -510,7 +514,8 @@ class BinderHubService(Application):
             (base + "api/v1/gc", GcHandler, {"runner": self.gc_runner}),
             *api_handlers(api),
             *page_handlers(base),
-            (base + r"build/([^/]+)/(.+)", BuildHandler, build_args),
+            *launch_handlers(base, self.store, launcher, self.keepalive_interval),
+            (base + r"build/([^/]+)/(.+)", LaunchBuildHandler, build_args),
             (base + "api/repoproviders", RepoProvidersHandler, {"catalog": self.catalog}),
             (base + "livez", LivenessHandler),
             (base + "health", HealthHandler, {"checker": self.health_checker}),

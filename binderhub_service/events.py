@@ -22,6 +22,7 @@ class Phase(enum.StrEnum):
     BUILDING = "building"
     PUSHING = "pushing"
     BUILT = "built"
+    LAUNCHING = "launching"
     READY = "ready"
     FAILED = "failed"
     UNKNOWN = "unknown"
@@ -29,6 +30,11 @@ class Phase(enum.StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (Phase.READY, Phase.FAILED)
+
+    @property
+    def service_only(self) -> bool:
+        """Phases only this service reports, never a builder's log line."""
+        return self.is_final or self is Phase.LAUNCHING
 
 
 @dataclass(frozen=True)

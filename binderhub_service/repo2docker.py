@@ -117,7 +117,7 @@ def parse_log_line(line: str) -> LogLine:
         phase = Phase(phase_name) if phase_name is not None else None
     except ValueError:
         phase = Phase.UNKNOWN
-    if phase is not None and phase.is_final:
-        # Only this service declares a build ready or failed.
+    if phase is not None and phase.service_only:
+        # Only this service declares a build ready or failed, or a server launching.
         phase = Phase.UNKNOWN
     return LogLine(BuildEvent(phase, message))

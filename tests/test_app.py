@@ -218,8 +218,9 @@ async def test_keepalive_comments_on_a_quiet_stream(start_app):
 @pytest.mark.parametrize(
     ("query", "headers", "status", "words"),
     [
-        ("", {}, 400, "build_only=true"),
-        ("build_only=false", {}, 400, "build_only=true"),
+        # Without build_only it is a launch, which needs a hub user.
+        ("", {}, 403, "logged-in hub user"),
+        ("build_only=false", {}, 403, "logged-in hub user"),
         ("build_only=true", {"Accept": "application/json"}, 406, "text/event-stream"),
         ("build_only=true", {"Accept": "text/event-stream;q=0"}, 406, "text/event-stream"),
     ],

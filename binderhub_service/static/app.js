@@ -226,9 +226,10 @@ async function loadHistory(reset) {
 
 function badgeMarkdown(image) {
   const page = new URL(".", location.href);
-  const badge = new URL("static/badge.svg", page);
-  const target = image.build_id ? `${page.href}#build=${image.build_id}` : page.href;
-  return `[![${image.name}](${badge.href})](${target})`;
+  const badge = new URL("static/launch-badge.svg", page);
+  const owner = encodeURIComponent(image.owner);
+  const target = new URL(`v2/saved/${owner}/${encodeURIComponent(image.name)}`, page);
+  return `[![${image.name}](${badge.href})](${target.href})`;
 }
 
 async function copyText(text, button) {

@@ -146,8 +146,10 @@ async def test_save_copy_and_delete_an_image(page: Page, site: Site) -> None:
     await expect(item).to_contain_text("An environment")
     await item.get_by_role("button", name="Copy Markdown badge").click()
     copied = await page.evaluate("navigator.clipboard.readText()")
-    assert copied == f"[![my-env]({site.url}static/badge.svg)]({site.url}#build={build_id(page)})"
-    badge = await page.request.get(f"{site.url}static/badge.svg")
+    # The badge is the saved image's launch link.
+    badge_url = f"{site.url}static/launch-badge.svg"
+    assert copied == f"[![my-env]({badge_url})]({site.url}v2/saved/anonymous/my-env)"
+    badge = await page.request.get(badge_url)
     assert badge.ok and "svg" in badge.headers["content-type"]
     await item.get_by_role("button", name="Delete my-env").click()
     await expect(item).to_have_count(0)

@@ -127,11 +127,14 @@ def hub_config(
     hook_token: str,
     users: dict[str, str | None],
     service_ports: dict[str, int],
+    extra: str = "",
 ) -> str:
     """The hub's config: ``users`` by role, a managed binderhub-service per service port.
 
     Each service reads ``<name>_config.py`` in ``root``; every role that reaches
     one service reaches them all. The spawner hook builds through :data:`SERVICE`.
+    The services' login tokens may start and read the user's own servers (launch
+    links). ``extra`` is appended to the config.
     """
     scopes = [f"access:services!service={name}" for name in service_ports]
     services = [
@@ -149,6 +152,8 @@ def hub_config(
             "oauth_client_allowed_scopes": [
                 "custom:binderhub-service:build",
                 "custom:binderhub-service:admin",
+                "servers!user",
+                "read:servers!user",
             ],
             "oauth_no_confirm": True,
         }
@@ -214,7 +219,7 @@ def hub_config(
             }},
         ]
         """
-    )
+    ) + textwrap.dedent(extra)
 
 
 def service_config(
@@ -234,17 +239,23 @@ def service_config(
     )
 
 
-def start_hub(root: Path, users: dict[str, str | None], service_configs: dict[str, str]) -> Hub:
+def start_hub(
+    root: Path,
+    users: dict[str, str | None],
+    service_configs: dict[str, str],
+    extra_config: str = "",
+) -> Hub:
     """Start a hub in ``root`` with ``users`` and a service per config (name to config text).
 
-    Returns once the hub and every service answer, with a token for each user.
+    ``extra_config`` is appended to the hub's config. Returns once the hub and
+    every service answer, with a token for each user.
     """
     if not CHP.exists():
         pytest.fail("configurable-http-proxy is missing: run .ci/install-node-deps first.")
     port = free_port()
     admin_token, hook_token = secrets.token_hex(16), secrets.token_hex(16)
     service_ports = {name: free_port() for name in service_configs}
-    config = hub_config(root, port, admin_token, hook_token, users, service_ports)
+    config = hub_config(root, port, admin_token, hook_token, users, service_ports, extra_config)
     (root / "jupyterhub_config.py").write_text(config)
     for name, text in service_configs.items():
         (root / f"{name}_config.py").write_text(text)

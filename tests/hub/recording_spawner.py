@@ -2,17 +2,20 @@
 
 It serves a tiny HTTP endpoint inside the hub's process so the hub sees the
 server come up, and writes the image name to ``<record_dir>/<user>.image``.
+For the users in ``failing_users`` it fails as a spawner whose container cannot
+start would; for those in ``slow_users`` it takes ``slow_start_seconds`` to start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 from jupyterhub.spawner import Spawner
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Unicode
+from traitlets import Float, List, Unicode
 
 
 class _Answer(web.RequestHandler):
@@ -28,10 +31,19 @@ class RecordingSpawner(Spawner):
 
     image = Unicode("", help="The image the server would run.").tag(config=True)
     record_dir = Unicode(help="Directory the image names are written to.").tag(config=True)
+    failing_users = List(Unicode(), help="Users whose servers fail to start.").tag(config=True)
+    slow_users = List(Unicode(), help="Users whose servers start slowly.").tag(config=True)
+    slow_start_seconds = Float(3.0, help="How long slow users' servers take to start.").tag(
+        config=True
+    )
 
     _http: HTTPServer | None = None
 
     async def start(self) -> str:
+        if self.user.name in self.failing_users:
+            raise RuntimeError(f"image {self.image} could not be started")
+        if self.user.name in self.slow_users:
+            await asyncio.sleep(self.slow_start_seconds)
         Path(self.record_dir, f"{self.user.name}.image").write_text(self.image)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

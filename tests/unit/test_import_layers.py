@@ -18,7 +18,10 @@ PACKAGE = Path(__file__).parents[2] / "binderhub_service"
 LAYERS: list[tuple[str, set[str]]] = [
     ("composition roots", {"app", "__main__", "gc_command"}),
     ("HTTP handlers", {"handlers"}),
-    ("request services", {"build_requests", "restart", "gc", "startup"}),
+    (
+        "request services",
+        {"build_requests", "restart", "gc", "startup", "launch", "saved_images"},
+    ),
     ("repository providers", {"providers"}),
     ("builds", {"builds"}),
     (
@@ -45,7 +48,10 @@ LAYERS: list[tuple[str, set[str]]] = [
             "gc_policy",
             "git_credentials",
             "health",
+            "hub_groups",
+            "image_access",
             "images",
+            "launch_paths",
             "limits",
             "log",
             "metrics",
@@ -54,6 +60,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "redact",
             "registry",
             "repo2docker",
+            "saved_image_choices",
             "singleflight",
             "spawner",
             "states",
