@@ -6,11 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Dict, Int, List, Unicode
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from ..events import BuildEvent
 from ..repo2docker import Repo2DockerOptions
+from ..step_limits import StepLimits
 
 EmitFunc = Callable[[BuildEvent], None]
 
@@ -83,6 +85,50 @@ class BuildExecutor(LoggingConfigurable):
         build containers. Never put a secret here: a build can read them. Default: none.
         """,
     ).tag(config=True)
+
+    build_memory_limit = ByteSpecification(
+        None,
+        allow_none=True,
+        help="""Memory each step of a build (each ``RUN`` step of the image build) may use:
+        bytes, or a number with a suffix K, M, G or T, e.g. ``"2G"``.
+
+        A step that goes over it is stopped by the kernel, and the build fails saying it
+        ran out of memory and naming this limit. The local executor sets it on every step
+        the engine's BuildKit runs (cgroup v1 with the ``cgroupfs`` driver, the service
+        running as root on the engine's host; otherwise it warns at start that the limit
+        is not enforced). Build pods' steps run in the build daemon: the Helm chart's
+        ``buildDaemon.stepLimits`` sets the limit there, and this value names it in
+        failure messages. Default: none (``None``).
+        """,
+    ).tag(config=True)
+
+    build_cpu_limit = Float(
+        0.0,
+        help="""CPUs each step of a build may use, e.g. ``1.5`` (CFS quota per step).
+
+        Enforced where ``build_memory_limit`` is, in the same way.
+        Default 0: no limit.
+        """,
+    ).tag(config=True)
+
+    @validate("build_memory_limit")
+    def _valid_memory_limit(self, proposal: dict[str, Any]) -> int | None:
+        value = proposal["value"]
+        if value is not None and value < 0:
+            raise TraitError(f"build_memory_limit must not be negative, not {value}")
+        return value
+
+    @validate("build_cpu_limit")
+    def _valid_cpu_limit(self, proposal: dict[str, Any]) -> float:
+        value = proposal["value"]
+        if value < 0:
+            raise TraitError(f"build_cpu_limit must not be negative, not {value}")
+        return value
+
+    @property
+    def step_limits(self) -> StepLimits:
+        """The limits each build step gets."""
+        return StepLimits.from_config(self.build_memory_limit, self.build_cpu_limit)
 
     def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
         return Repo2DockerOptions(

@@ -23,6 +23,7 @@ from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
 from ..fetch import source_provider
 from ..repo2docker import parse_log_line
+from ..step_limits import BuildOutOfMemory, oom_killed
 from .base import BuildExecutor, BuildRequest, EmitFunc
 from .pod import (
     BUILD_COMMAND,
@@ -70,9 +71,11 @@ class BuildPod:
 
 
 class _LogOutcome:
-    """What the log stream learnt: repo2docker's failure reason, if it gave one."""
+    """What the log stream learnt: repo2docker's failure reason, if it gave one, and
+    whether a build step was killed for running out of memory."""
 
     failure: str | None = None
+    out_of_memory: bool = False
 
 
 class _Grace:
@@ -589,6 +592,17 @@ class KubernetesExecutor(BuildExecutor):
         finally:
             self._following.discard(pod_name)
 
+    async def prepare(self) -> None:
+        """Say where the build step limits are enforced: beside the build daemon."""
+        limits = self.step_limits
+        if limits.active:
+            self.log.info(
+                "Build steps run in the build daemon, which must enforce the step limits "
+                "(%s) itself: the Helm chart's buildDaemon.stepLimits does; the service "
+                "only names them when a step runs out of memory.",
+                limits.describe(),
+            )
+
     async def recover(self) -> None:
         """Delete build pods that ended while no service followed them.
 
@@ -756,6 +770,8 @@ class KubernetesExecutor(BuildExecutor):
                 if status.finished:
                     await self._drain(log_task)
                     if status.phase == "Failed":
+                        if outcome.out_of_memory:
+                            raise BuildOutOfMemory(self.step_limits.memory)
                         raise BuildFailed(
                             outcome.failure or status.failure_reason(self.build_timeout)
                         )
@@ -817,6 +833,9 @@ class KubernetesExecutor(BuildExecutor):
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
                 elif parsed.event is not None:
+                    outcome.out_of_memory = outcome.out_of_memory or oom_killed(
+                        parsed.event.message
+                    )
                     emit(parsed.event)
         except asyncio.CancelledError:
             raise

@@ -173,6 +173,13 @@ The service's traitlets configuration, {Class: {trait: value}}: the values'
 {{- if not (hasKey (.Values.config.KubernetesExecutor | default dict) "build_image") }}
 {{- $_ := set $chart.KubernetesExecutor "build_image" (printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion)) }}
 {{- end }}
+{{- $limits := .Values.buildDaemon.stepLimits | default dict }}
+{{- if and .Values.buildDaemon.enabled $limits.memory }}
+{{- $_ := set $chart.KubernetesExecutor "build_memory_limit" (toString $limits.memory) }}
+{{- end }}
+{{- if and .Values.buildDaemon.enabled $limits.cpu }}
+{{- $_ := set $chart.KubernetesExecutor "build_cpu_limit" (float64 $limits.cpu) }}
+{{- end }}
 {{- if .Values.registry.url }}
 {{- $_ := set $chart.DockerRegistry "url" .Values.registry.url }}
 {{- end }}
