@@ -20,6 +20,7 @@ from binderhub_service.executors.local import LocalDockerExecutor
 from binderhub_service.step_limits import BuildOutOfMemory
 
 from .repos import memory_hungry_repo
+from .sse import read_events
 
 pytestmark = pytest.mark.docker
 
@@ -112,3 +113,20 @@ async def test_limits_that_cannot_be_enforced_are_a_warning_at_start(
     assert executor._limiter is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("memory 96 MiB" in w and "cannot be enforced" in w for w in warnings)
+
+
+async def test_the_service_says_a_build_ran_out_of_memory(
+    service_factory, registry, git_server, base_image
+):
+    url, _ = git_server.make_repo("service-over-limit", memory_hungry_repo(base_image, 200))
+    service = service_factory(
+        f"c.LocalDockerExecutor.build_memory_limit = {LIMIT!r}", registry=registry
+    )
+
+    stream = await read_events(service.git_build_url(url, "main"), timeout=120)
+    service.stop()
+
+    assert stream.phases[-1] == "failed"
+    assert "ran out of memory" in stream.messages[-1]
+    assert "96 MiB" in stream.messages[-1]
+    assert "Each build step is limited to memory 96 MiB" in service.log()
