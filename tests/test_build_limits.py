@@ -10,6 +10,8 @@ to every build step of the engine.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -19,6 +21,7 @@ from binderhub_service.executors.base import BuildRequest
 from binderhub_service.executors.local import LocalDockerExecutor
 from binderhub_service.step_limits import BuildOutOfMemory
 
+from .conftest import stop_process
 from .repos import memory_hungry_repo
 from .sse import read_events
 
@@ -130,3 +133,39 @@ async def test_the_service_says_a_build_ran_out_of_memory(
     assert "ran out of memory" in stream.messages[-1]
     assert "96 MiB" in stream.messages[-1]
     assert "Each build step is limited to memory 96 MiB" in service.log()
+
+
+def test_the_limiter_command_reaches_the_engine_through_its_process(base_image, tmp_path):
+    """The build daemon's sidecar command, run beside this engine: ``--process dockerd``
+    reaches the engine's cgroups through ``/proc/PID/root``, and a plain buildx build's
+    step over the limit is killed."""
+    limiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "binderhub_service.step_limits",
+            "--process=dockerd",
+            f"--memory={LIMIT}",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert limiter.stderr is not None
+        started = limiter.stderr.readline()
+        assert "Limiting build steps below /proc/" in started
+        assert "memory 96 MiB" in started
+        (tmp_path / "Dockerfile").write_text(memory_hungry_repo(base_image, 200)["Dockerfile"])
+        build = subprocess.run(
+            ["docker", "buildx", "build", "--progress=plain", "--network=none", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop_process(limiter)
+        if limiter.stderr is not None:
+            limiter.stderr.close()
+    assert build.returncode != 0
+    assert "exit code: 137" in build.stderr
+    assert limiter.returncode == 0
