@@ -21,6 +21,8 @@ from chart_helpers import (
     validate,
 )
 
+from tests.docs_snippets import code_blocks
+
 REGISTRY = {
     "registry": {"url": "https://registry.example.org", "username": "u", "password": "p"},
 }
@@ -667,6 +669,14 @@ def test_step_limits_run_beside_the_build_daemon(render: Render) -> None:
     executor = service_config(manifests)["KubernetesExecutor"]
     assert executor["build_memory_limit"] == "4G"
     assert executor["build_cpu_limit"] == 1.5
+
+
+def test_the_how_to_step_limits_render(render: Render) -> None:
+    [block] = code_blocks("howto/build-limits.md", "yaml")
+    manifests = render(yaml.safe_load(block.body))
+    pod = by_kind(manifests)["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["containers"][1]["command"][-2:] == ["--memory=2G", "--cpu=1.5"]
+    assert service_config(manifests)["KubernetesExecutor"]["build_memory_limit"] == "2G"
 
 
 def test_no_step_limits_by_default(render: Render) -> None:

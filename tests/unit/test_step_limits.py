@@ -10,6 +10,7 @@ import asyncio
 
 import pytest
 from traitlets import TraitError
+from traitlets.config import Config
 
 from binderhub_service.executors.local import LocalDockerExecutor
 from binderhub_service.step_limits import (
@@ -21,6 +22,7 @@ from binderhub_service.step_limits import (
     parse_memory,
     unsupported_reason,
 )
+from tests.docs_snippets import code_blocks
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,11 @@ async def test_the_limiter_limits_steps_already_there_and_new_ones(tmp_path):
         assert (memory / "memory.limit_in_bytes").read_text() == str(2**27)
         assert not (memory / "memory.memsw.limit_in_bytes").exists()
         assert (cpu / "cpu.cfs_quota_us").read_text() == "50000"
+
+
+def test_the_how_to_config_sets_the_limits():
+    [block] = code_blocks("howto/build-limits.md", "python")
+    c = Config()
+    exec(block.body, {"c": c})
+    executor = LocalDockerExecutor(config=c)
+    assert executor.step_limits == StepLimits(memory=2 * 2**30, cpu=1.5)
