@@ -88,6 +88,7 @@ async def test_a_step_under_the_limits_runs_with_them(git_server, base_image, ma
     events: list[BuildEvent] = []
     await executor.run(request_for(url, sha), events.append)
 
+    assert (await executor.health())["build_step_limits"] == "memory 96 MiB, 0.5 CPU"
     log = "".join(e.message for e in events)
     assert f"{MEMORY_FILE}={96 * 2**20}" in log
     assert f"{CPU_FILE}=50000" in log
@@ -103,7 +104,7 @@ async def test_without_limits_the_same_step_succeeds(git_server, base_image, mak
     log = "".join(e.message for e in events)
     assert "held-200MB" in log
     assert f"{CPU_FILE}=-1" in log
-    assert executor._limiter is None
+    assert (await executor.health())["build_step_limits"] == "none"
 
 
 async def test_limits_that_cannot_be_enforced_are_a_warning_at_start(
@@ -113,9 +114,9 @@ async def test_limits_that_cannot_be_enforced_are_a_warning_at_start(
     caplog.set_level(logging.WARNING)
     executor = await make_executor(build_memory_limit=LIMIT, cgroup_root=str(tmp_path / "none"))
 
-    assert executor._limiter is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("memory 96 MiB" in w and "cannot be enforced" in w for w in warnings)
+    assert (await executor.health())["build_step_limits"] == "not enforced"
 
 
 async def test_the_service_says_a_build_ran_out_of_memory(

@@ -496,7 +496,17 @@ class LocalDockerExecutor(BuildExecutor):
         code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", self.build_image)
         if code != 0:
             raise UpstreamError(self._missing_image())
-        return {"engine_version": out, "build_image": self.build_image}
+        return {
+            "engine_version": out,
+            "build_image": self.build_image,
+            "build_step_limits": self._step_limits_state(),
+        }
+
+    def _step_limits_state(self) -> str:
+        """``memory 2 GiB, 1.5 CPU`` while enforced, ``none``, or ``not enforced``."""
+        if self._limiter is not None:
+            return self.step_limits.describe()
+        return "not enforced" if self.step_limits.active else "none"
 
     def _missing_image(self) -> str:
         return (
