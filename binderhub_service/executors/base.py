@@ -15,6 +15,8 @@ from ..repo2docker import Repo2DockerOptions
 from ..step_limits import StepLimits
 
 EmitFunc = Callable[[BuildEvent], None]
+# The least build_memory_limit (bytes): less, and no step could start.
+MIN_STEP_MEMORY = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,28 @@ class BuildRequest:
     content_providers: tuple[str, ...] = ()
     # The value of repo2docker's GIT_CREDENTIAL_ENV for private repositories.
     git_credential: str | None = field(default=None, repr=False)
+
+
+class StepMemory(ByteSpecification):
+    """A build step's memory limit: like ``ByteSpecification``, with errors that name the
+    option and a floor below which no step could start; 0 or ``None`` for no limit."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        option = f"c.{type(obj).__name__}.{self.name}"
+        try:
+            plain = isinstance(value, str) and value.strip().isdigit()
+            size = super().validate(obj, int(value) if plain else value)
+        except (TraitError, TypeError, IndexError):
+            raise TraitError(
+                f"{option} = {value!r} is not valid: bytes, or a number with a suffix "
+                "K, M, G or T, such as '2G'."
+            ) from None
+        if size is not None and size != 0 and size < MIN_STEP_MEMORY:
+            raise TraitError(
+                f"{option} = {value!r} is not valid: 0 (no limit) or at least 16M "
+                "(what a build step's shell needs)."
+            )
+        return size
 
 
 class BuildExecutor(LoggingConfigurable):
@@ -86,11 +110,11 @@ class BuildExecutor(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    build_memory_limit = ByteSpecification(
+    build_memory_limit = StepMemory(
         None,
         allow_none=True,
         help="""Memory each step of a build (each ``RUN`` step of the image build) may use:
-        bytes, or a number with a suffix K, M, G or T, e.g. ``"2G"``.
+        bytes, or a number with a suffix K, M, G or T, e.g. ``"2G"`` (at least ``16M``).
 
         A step that goes over it is stopped by the kernel, and the build fails saying it
         ran out of memory and naming this limit. The local executor sets it on every step
@@ -111,18 +135,14 @@ class BuildExecutor(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    @validate("build_memory_limit")
-    def _valid_memory_limit(self, proposal: dict[str, Any]) -> int | None:
-        value = proposal["value"]
-        if value is not None and value < 0:
-            raise TraitError(f"build_memory_limit must not be negative, not {value}")
-        return value
-
     @validate("build_cpu_limit")
     def _valid_cpu_limit(self, proposal: dict[str, Any]) -> float:
         value = proposal["value"]
         if value < 0:
-            raise TraitError(f"build_cpu_limit must not be negative, not {value}")
+            raise TraitError(
+                f"c.{type(self).__name__}.build_cpu_limit = {value!r} is not valid: "
+                "0 (no limit) or a positive number of CPUs."
+            )
         return value
 
     @property

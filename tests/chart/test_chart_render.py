@@ -324,6 +324,8 @@ CHART_OWNED = [
     ("config", "BinderHubService", "data_dir", "persistence"),
     ("extraConfig", "BinderHubService", "port", "service.port"),
     ("extraConfig", "KubernetesExecutor", "docker_socket_host_path", "buildDaemon.socketHostDir"),
+    ("config", "KubernetesExecutor", "build_memory_limit", "buildDaemon.stepLimits.memory"),
+    ("extraConfig", "KubernetesExecutor", "build_cpu_limit", "buildDaemon.stepLimits.cpu"),
 ]
 
 
@@ -677,6 +679,14 @@ def test_the_how_to_step_limits_render(render: Render) -> None:
     pod = by_kind(manifests)["DaemonSet"]["spec"]["template"]["spec"]
     assert pod["containers"][1]["command"][-2:] == ["--memory=2G", "--cpu=1.5"]
     assert service_config(manifests)["KubernetesExecutor"]["build_memory_limit"] == "2G"
+
+
+def test_step_limits_need_the_build_daemon(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump({"buildDaemon": {"enabled": False, "stepLimits": {"memory": "2G"}}})
+    )
+    assert "buildDaemon.stepLimits needs buildDaemon.enabled" in helm_template_error(helm, values)
 
 
 def test_no_step_limits_by_default(render: Render) -> None:

@@ -74,6 +74,8 @@ def test_parse_memory(text, size):
 def test_executor_traits_refuse_negative_limits():
     with pytest.raises(TraitError):
         LocalDockerExecutor(build_memory_limit=-1)
+    with pytest.raises(TraitError, match="at least 16M"):
+        LocalDockerExecutor(build_memory_limit=512)
     with pytest.raises(TraitError):
         LocalDockerExecutor(build_cpu_limit=-0.5)
     executor = LocalDockerExecutor(build_memory_limit="1.5G", build_cpu_limit=2)
