@@ -41,10 +41,12 @@ DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_STEP_PARENT = "docker/buildkit"
 CFS_PERIOD_US = 100_000
 
-# BuildKit's message for a step whose command was killed with SIGKILL (128 + 9),
-# as Docker 20.10 ("executor failed running [...]: exit code: 137") and later
-# engines ("process ... did not complete successfully: exit code: 137") word it.
-_KILLED_STEP = re.compile(r"exit code: 137\b")
+# BuildKit's error line for a step whose command was killed with SIGKILL (128 + 9),
+# as Docker 20.10 ("#5 ERROR: executor failed running [...]: exit code: 137") and
+# later engines ("ERROR: process ... did not complete successfully: exit code: 137")
+# word it. A step's own output has a timestamp after "#5 ", so it cannot pass for
+# one, and the code that counts ends the line (the step's command precedes it).
+_KILLED_STEP = re.compile(r"^(?:#\d+ )?ERROR: .*exit code: 137\s*$", re.MULTILINE)
 
 _IN_CREATE = 0x00000100
 _IN_IGNORED = 0x00008000

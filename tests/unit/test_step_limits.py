@@ -51,14 +51,27 @@ def test_writes_memory_then_swap_then_cpu():
 @pytest.mark.parametrize(
     "line",
     [
-        "ERROR: executor failed running [/bin/sh -c python big.py]: exit code: 137\n",
-        'ERROR: process "/bin/sh -c python big.py" did not complete successfully: exit code: 137\n',
+        "#5 ERROR: executor failed running [/bin/sh -c python big.py]: exit code: 137\n",
+        "ERROR: failed to solve: executor failed running [/bin/sh -c big]: exit code: 137\n",
+        'ERROR: process "/bin/sh -c big" did not complete successfully: exit code: 137\n',
     ],
 )
 def test_a_killed_step_is_recognised_in_both_engines_wording(line):
     assert oom_killed(line)
     assert not oom_killed(line.replace("137", "1"))
     assert not oom_killed(line.replace("137", "1370"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#5 0.594 ERROR: x: exit code: 137\n",
+        "#5 ERROR: executor failed running [/bin/sh -c echo exit code: 137; exit 1]: "
+        "exit code: 1\n",
+    ],
+)
+def test_a_step_cannot_pass_its_output_off_as_a_kill(line):
+    assert not oom_killed(line)
 
 
 def test_the_message_names_the_limit():
