@@ -49,6 +49,7 @@ CFS_PERIOD_US = 100_000
 _KILLED_STEP = re.compile(r"^(?:#\d+ )?ERROR: .*exit code: 137\s*$", re.MULTILINE)
 
 _IN_CREATE = 0x00000100
+_IN_Q_OVERFLOW = 0x00004000
 _IN_IGNORED = 0x00008000
 _IN_ONLYDIR = 0x01000000
 _EVENT = struct.Struct("iIII")
@@ -212,6 +213,10 @@ class StepLimiter:
             self.stop()
             raise
         asyncio.get_running_loop().add_reader(fd, self._read_events)
+        self._limit_all()
+
+    def _limit_all(self) -> None:
+        """Limit every step cgroup there is (at start, and when events were lost)."""
         for controller, folder in self.dirs.items():
             for entry in os.scandir(folder):
                 if entry.is_dir(follow_symlinks=False):
@@ -245,6 +250,10 @@ class StepLimiter:
             wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
             name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
+            if mask & _IN_Q_OVERFLOW:
+                self.log.warning("Build step cgroup events were lost; limiting every step again")
+                self._limit_all()
+                continue
             folder = self._watches.get(wd)
             if folder is None:
                 continue
