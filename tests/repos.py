@@ -34,3 +34,21 @@ def chatty_repo(
 
 def failing_repo(base_image: str) -> dict[str, str]:
     return {"Dockerfile": dockerfile(base_image, "echo about to fail && exit 3")}
+
+
+def memory_hungry_repo(base_image: str, megabytes: int, *show: str) -> dict[str, str]:
+    """A repository whose one build step holds ``megabytes`` MB in memory at once.
+
+    ``tail`` keeps a line without a newline whole, so it holds every byte ``head``
+    gives it. ``show`` names files the step prints first (e.g. its cgroup limits).
+    It prints ``held-<megabytes>MB`` when it succeeded. A fresh step each time, so
+    the layer cache never skips it.
+    """
+    shown = "".join(f"echo {path}=$(cat {path}); " for path in show)
+    script = (
+        f"echo step-{uuid.uuid4().hex}; {shown}"
+        f"head -c {megabytes * 1000 * 1000} /dev/zero | tail -n 1 > /dev/null && "
+        # The quotes keep the printed command line from reading like the output.
+        f'echo held-{megabytes}""MB'
+    )
+    return {"Dockerfile": dockerfile(base_image, script)}

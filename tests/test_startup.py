@@ -114,6 +114,16 @@ REGISTRY_ALLOWED = "an http:// or https:// URL such as http://127.0.0.1:5000"
             "c.BuildManager.build_timeout is not valid: expected a float, not the str 'soon'.",
         ),
         (
+            "c.LocalDockerExecutor.build_memory_limit = '512'",
+            "c.LocalDockerExecutor.build_memory_limit = '512' is not valid: 0 (no limit) or "
+            "at least 16M (what a build step's shell needs).",
+        ),
+        (
+            "c.LocalDockerExecutor.build_memory_limit = 'lots'",
+            "c.LocalDockerExecutor.build_memory_limit = 'lots' is not valid: bytes, or a "
+            "number with a suffix K, M, G or T, such as '2G'.",
+        ),
+        (
             "c.BinderHubService.port = 'eighty'",
             "c.BinderHubService.port is not valid: expected an int, not the str 'eighty'.",
         ),
@@ -129,6 +139,8 @@ REGISTRY_ALLOWED = "an http:// or https:// URL such as http://127.0.0.1:5000"
         "registry-not-a-url",
         "registry-no-scheme",
         "timeout-not-a-number",
+        "step-memory-too-small",
+        "step-memory-not-a-size",
         "port-not-a-number",
     ],
 )

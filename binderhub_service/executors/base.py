@@ -6,13 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Dict, Int, List, Unicode
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from ..events import BuildEvent
 from ..repo2docker import Repo2DockerOptions
+from ..step_limits import StepLimits
 
 EmitFunc = Callable[[BuildEvent], None]
+# The least build_memory_limit (bytes): less, and no step could start.
+MIN_STEP_MEMORY = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,28 @@ class BuildRequest:
     # For a build followed again after a restart: the ``log_position`` of the
     # last event already recorded; the executor emits only the lines after it.
     resume_after: str | None = None
+
+
+class StepMemory(ByteSpecification):
+    """A build step's memory limit: like ``ByteSpecification``, with errors that name the
+    option and a floor below which no step could start; 0 or ``None`` for no limit."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        option = f"c.{type(obj).__name__}.{self.name}"
+        try:
+            plain = isinstance(value, str) and value.strip().isdigit()
+            size = super().validate(obj, int(value) if plain else value)
+        except (TraitError, TypeError, IndexError):
+            raise TraitError(
+                f"{option} = {value!r} is not valid: bytes, or a number with a suffix "
+                "K, M, G or T, such as '2G'."
+            ) from None
+        if size is not None and size != 0 and size < MIN_STEP_MEMORY:
+            raise TraitError(
+                f"{option} = {value!r} is not valid: 0 (no limit) or at least 16M "
+                "(what a build step's shell needs)."
+            )
+        return size
 
 
 class BuildExecutor(LoggingConfigurable):
@@ -86,6 +112,46 @@ class BuildExecutor(LoggingConfigurable):
         build containers. Never put a secret here: a build can read them. Default: none.
         """,
     ).tag(config=True)
+
+    build_memory_limit = StepMemory(
+        None,
+        allow_none=True,
+        help="""Memory each step of a build (each ``RUN`` step of the image build) may use:
+        bytes, or a number with a suffix K, M, G or T, e.g. ``"2G"`` (at least ``16M``).
+
+        A step that goes over it is stopped by the kernel, and the build fails saying it
+        ran out of memory and naming this limit. The local executor sets it on every step
+        the engine's BuildKit runs (cgroup v1 with the ``cgroupfs`` driver, the service
+        running as root on the engine's host; otherwise it warns at start that the limit
+        is not enforced). Build pods' steps run in the build daemon: the Helm chart's
+        ``buildDaemon.stepLimits`` sets the limit there, and this value names it in
+        failure messages. Default: none (``None``).
+        """,
+    ).tag(config=True)
+
+    build_cpu_limit = Float(
+        0.0,
+        help="""CPUs each step of a build may use, e.g. ``1.5`` (CFS quota per step).
+
+        Enforced where ``build_memory_limit`` is, in the same way.
+        Default 0: no limit.
+        """,
+    ).tag(config=True)
+
+    @validate("build_cpu_limit")
+    def _valid_cpu_limit(self, proposal: dict[str, Any]) -> float:
+        value = proposal["value"]
+        if value < 0:
+            raise TraitError(
+                f"c.{type(self).__name__}.build_cpu_limit = {value!r} is not valid: "
+                "0 (no limit) or a positive number of CPUs."
+            )
+        return value
+
+    @property
+    def step_limits(self) -> StepLimits:
+        """The limits each build step gets."""
+        return StepLimits.from_config(self.build_memory_limit, self.build_cpu_limit)
 
     def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
         return Repo2DockerOptions(

@@ -24,6 +24,7 @@ from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
 from ..fetch import source_provider
 from ..repo2docker import parse_log_line
+from ..step_limits import BuildOutOfMemory, oom_killed
 from .base import BuildExecutor, BuildRequest, EmitFunc
 from .pod import (
     BUILD_COMMAND,
@@ -86,9 +87,11 @@ def _uid(obj: dict[str, Any]) -> str | None:
 
 
 class _LogOutcome:
-    """What the log stream learnt: repo2docker's failure reason, if it gave one."""
+    """What the log stream learnt: repo2docker's failure reason, if it gave one, and
+    whether a build step was killed for running out of memory."""
 
     failure: str | None = None
+    out_of_memory: bool = False
 
 
 class _Grace:
@@ -614,6 +617,17 @@ class KubernetesExecutor(BuildExecutor):
         finally:
             self._following.discard(pod_name)
 
+    async def prepare(self) -> None:
+        """Say where the build step limits are enforced: beside the build daemon."""
+        limits = self.step_limits
+        if limits.active:
+            self.log.info(
+                "Build steps run in the build daemon, which must enforce the step limits "
+                "(%s) itself: the Helm chart's buildDaemon.stepLimits does; the service "
+                "only names them when a step runs out of memory.",
+                limits.describe(),
+            )
+
     async def recover(self) -> None:
         """Delete build pods that ended while no service followed them.
 
@@ -799,9 +813,15 @@ class KubernetesExecutor(BuildExecutor):
                 if status.finished:
                     await self._drain(log_task)
                     if status.phase == "Failed":
-                        # An OOM kill explains whatever repo2docker said as it died.
-                        failure = None if status.out_of_memory else outcome.failure
-                        raise BuildFailed(failure or status.failure_reason(self.build_timeout))
+                        if status.out_of_memory:
+                            # The pod's own limit killed it: that explains whatever
+                            # repo2docker said as it died.
+                            raise BuildFailed(status.failure_reason(self.build_timeout))
+                        if outcome.out_of_memory:
+                            raise BuildOutOfMemory(self.step_limits.memory)
+                        raise BuildFailed(
+                            outcome.failure or status.failure_reason(self.build_timeout)
+                        )
                     self.log.info("Build pod %s succeeded", name)
                     return
                 if status.terminating:
@@ -870,8 +890,16 @@ class KubernetesExecutor(BuildExecutor):
                 parsed = parse_log_line(line)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
-                elif parsed.event is not None and (recorded is None or position > recorded):
-                    emit(dataclasses.replace(parsed.event, log_position=format_position(position)))
+                elif parsed.event is not None:
+                    outcome.out_of_memory = outcome.out_of_memory or oom_killed(
+                        parsed.event.message
+                    )
+                    if recorded is None or position > recorded:
+                        emit(
+                            dataclasses.replace(
+                                parsed.event, log_position=format_position(position)
+                            )
+                        )
         except asyncio.CancelledError:
             raise
         except Exception as error:

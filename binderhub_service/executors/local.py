@@ -35,6 +35,14 @@ from ..errors import BuildFailed, ServiceError, UpstreamError
 from ..events import BuildEvent, Phase
 from ..fetch import CheckURL, Fetcher, FetchSettings, Source, source_provider
 from ..repo2docker import build_args, parse_log_line
+from ..step_limits import (
+    DEFAULT_CGROUP_ROOT,
+    DEFAULT_STEP_PARENT,
+    BuildOutOfMemory,
+    StepLimiter,
+    oom_killed,
+    unsupported_reason,
+)
 from .base import BuildExecutor, BuildRequest, EmitFunc
 
 # repo2docker relays build output line by line; a single line can still be long.
@@ -153,9 +161,26 @@ class LocalDockerExecutor(BuildExecutor):
         10.0, help="Seconds to wait for the container engine's CLI to answer. Default 10."
     ).tag(config=True)
 
+    cgroup_root = Unicode(
+        DEFAULT_CGROUP_ROOT,
+        help="""Where the engine host's cgroup hierarchies are mounted, for
+        ``build_memory_limit`` and ``build_cpu_limit``. Default ``/sys/fs/cgroup``.""",
+    ).tag(config=True)
+
+    build_step_cgroup = Unicode(
+        DEFAULT_STEP_PARENT,
+        help="""The cgroup, below each controller's hierarchy, in which the engine's BuildKit
+        creates its build steps' cgroups: the engine's cgroup parent (``docker`` unless
+        dockerd runs with ``--cgroup-parent``) followed by ``buildkit``. The step limits
+        apply to every step created there, whoever started the build: give the service
+        an engine of its own. Default ``docker/buildkit``.""",
+    ).tag(config=True)
+
     # Set by the service: the docker config.json with the registry's credentials
     # (DockerRegistry.docker_config_path), used by the push step only.
     push_docker_config: str = ""
+    # The build step limiter, while it runs (started by prepare()).
+    _limiter: StepLimiter | None = None
     # Set by the service: awaited with each clone URL before cloning; raises to refuse it.
     check_url: CheckURL | None = None
 
@@ -261,7 +286,7 @@ class LocalDockerExecutor(BuildExecutor):
         env = self._engine_env(home, os.path.join(home, "no-credentials"))
         proc = await self._start_engine_cli(docker_run_args(spec), env, home, record)
         try:
-            failure = await self._relay(proc, emit, request.build_id)
+            failure, out_of_memory = await self._relay(proc, emit, request.build_id)
             returncode = await proc.wait()
         except BaseException:
             await self._remove_container(spec.name, env)
@@ -271,6 +296,8 @@ class LocalDockerExecutor(BuildExecutor):
             self.log.warning(
                 "Build %s: the build container exited with %s", request.build_id, returncode
             )
+            if out_of_memory:
+                raise BuildOutOfMemory(self.step_limits.memory)
             raise BuildFailed(failure or f"The build stopped with exit code {returncode}.")
 
     async def _start_engine_cli(
@@ -352,8 +379,9 @@ class LocalDockerExecutor(BuildExecutor):
 
     async def _relay(
         self, proc: asyncio.subprocess.Process, emit: EmitFunc, build_id: str
-    ) -> str | None:
-        """Turn repo2docker's output into events; return its failure message, if any.
+    ) -> tuple[str | None, bool]:
+        """Turn repo2docker's output into events; return its failure message, if any,
+        and whether a build step was killed for running out of memory.
 
         Only repo2docker's JSON log lines are relayed: other lines come from the
         service's docker CLI (which names the service's paths) or are tracebacks,
@@ -362,6 +390,7 @@ class LocalDockerExecutor(BuildExecutor):
         assert proc.stdout is not None
         failure = None
         dropped = 0
+        out_of_memory = False
         while True:
             try:
                 raw = await proc.stdout.readline()
@@ -369,7 +398,7 @@ class LocalDockerExecutor(BuildExecutor):
                 # A line longer than the limit: pass on what was buffered.
                 raw = await proc.stdout.read(MAX_LINE_BYTES)
             if not raw:
-                return failure
+                return failure, out_of_memory
             line = raw.decode(errors="replace")
             if not line.lstrip().startswith("{"):
                 if line.strip() and dropped < MAX_DROPPED_LINES:
@@ -380,6 +409,7 @@ class LocalDockerExecutor(BuildExecutor):
             if parsed.failure is not None:
                 failure = parsed.failure
             if parsed.event is not None:
+                out_of_memory = out_of_memory or oom_killed(parsed.event.message)
                 emit(parsed.event)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
@@ -466,7 +496,17 @@ class LocalDockerExecutor(BuildExecutor):
         code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", self.build_image)
         if code != 0:
             raise UpstreamError(self._missing_image())
-        return {"engine_version": out, "build_image": self.build_image}
+        return {
+            "engine_version": out,
+            "build_image": self.build_image,
+            "build_step_limits": self._step_limits_state(),
+        }
+
+    def _step_limits_state(self) -> str:
+        """``memory 2 GiB, 1.5 CPU`` while enforced, ``none``, or ``not enforced``."""
+        if self._limiter is not None:
+            return self.step_limits.describe()
+        return "not enforced" if self.step_limits.active else "none"
 
     def _missing_image(self) -> str:
         return (
@@ -475,7 +515,8 @@ class LocalDockerExecutor(BuildExecutor):
         )
 
     async def prepare(self) -> None:
-        """Refuse to start when the engine answers but has no build image.
+        """Refuse to start when the engine answers but has no build image; start the
+        build step limits, or warn that they cannot be enforced.
 
         An engine that does not answer is only logged: it may come later, and
         ``/health`` reports it meanwhile.
@@ -488,10 +529,55 @@ class LocalDockerExecutor(BuildExecutor):
                 )
                 if code != 0:
                     raise ServiceError(f"Cannot start: {self._missing_image()}")
+                await self._start_step_limits()
                 return
         except UpstreamError:
             out = "no answer in time"
         self.log.warning("The container engine is not answering (%s); builds will fail.", out)
+        await self._start_step_limits()
+
+    async def _step_limits_unsupported(self) -> str | None:
+        """Why this engine's build steps cannot be limited from here, or None."""
+        host = os.environ.get("DOCKER_HOST", "")
+        if host and not host.startswith("unix://"):
+            return f"the engine is not on this host (DOCKER_HOST={host})"
+        try:
+            code, out = await self._docker(
+                "info", "--format", "{{.CgroupDriver}} {{.CgroupVersion}}"
+            )
+        except UpstreamError:
+            code, out = 1, ""
+        if code == 0 and out != "cgroupfs 1":
+            driver, _, version = out.partition(" ")
+            return f"the engine uses the {driver} cgroup driver with cgroup v{version}"
+        return unsupported_reason(self.cgroup_root, self.build_step_cgroup, self.step_limits)
+
+    async def _start_step_limits(self) -> None:
+        limits = self.step_limits
+        if not limits.active or self._limiter is not None:
+            return
+        reason = await self._step_limits_unsupported()
+        if reason is None:
+            limiter = StepLimiter(limits, self.cgroup_root, self.build_step_cgroup, self.log)
+            try:
+                limiter.start()
+            except OSError as e:
+                reason = str(e)
+            else:
+                self._limiter = limiter
+                self.log.info("Each build step is limited to %s", limits.describe())
+                return
+        self.log.warning(
+            "The build step limits (%s: LocalDockerExecutor.build_memory_limit and "
+            "build_cpu_limit) cannot be enforced: %s. Builds run without them.",
+            limits.describe(),
+            reason,
+        )
+
+    async def shutdown(self) -> None:
+        if self._limiter is not None:
+            self._limiter.stop()
+            self._limiter = None
 
     def builder_version(self) -> str:
         return importlib.metadata.version("jupyter-repo2docker")

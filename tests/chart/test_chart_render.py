@@ -21,6 +21,8 @@ from chart_helpers import (
     validate,
 )
 
+from tests.docs_snippets import code_blocks
+
 REGISTRY = {
     "registry": {"url": "https://registry.example.org", "username": "u", "password": "p"},
 }
@@ -31,6 +33,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "registry": REGISTRY,
     "build-namespace": {**REGISTRY, "buildNamespace": "binder-builds"},
     "no-persistence": {"persistence": {"enabled": False}},
+    "step-limits": {"buildDaemon": {"stepLimits": {"memory": "4G", "cpu": 1.5}}},
     "database-secret": {"databaseUrlSecret": {"name": "bhs-db", "key": "url"}},
     "every-egress-rule": {
         "networkPolicy": {
@@ -321,6 +324,8 @@ CHART_OWNED = [
     ("config", "BinderHubService", "data_dir", "persistence"),
     ("extraConfig", "BinderHubService", "port", "service.port"),
     ("extraConfig", "KubernetesExecutor", "docker_socket_host_path", "buildDaemon.socketHostDir"),
+    ("config", "KubernetesExecutor", "build_memory_limit", "buildDaemon.stepLimits.memory"),
+    ("extraConfig", "KubernetesExecutor", "build_cpu_limit", "buildDaemon.stepLimits.cpu"),
 ]
 
 
@@ -640,3 +645,53 @@ def test_notes_warn_about_host_docker_and_a_missing_registry(helm: str, tmp_path
     notes = helm_notes(helm, values)
     assert "registry.url is empty" in notes
     assert "which no NetworkPolicy restricts" in notes
+
+
+def test_step_limits_run_beside_the_build_daemon(render: Render) -> None:
+    manifests = render({"buildDaemon": {"stepLimits": {"memory": "4G", "cpu": 1.5}}})
+    kinds = by_kind(manifests)
+    pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["shareProcessNamespace"] is True
+    dind, limiter = pod["containers"]
+    assert dind["name"] == "dind"
+    assert limiter["name"] == "step-limits"
+    assert (
+        limiter["image"]
+        == kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
+    assert limiter["command"] == [
+        "python",
+        "-m",
+        "binderhub_service.step_limits",
+        "--process=dockerd",
+        "--memory=4G",
+        "--cpu=1.5",
+    ]
+    assert limiter["securityContext"] == {"privileged": True, "runAsUser": 0}
+    executor = service_config(manifests)["KubernetesExecutor"]
+    assert executor["build_memory_limit"] == "4G"
+    assert executor["build_cpu_limit"] == 1.5
+
+
+def test_the_how_to_step_limits_render(render: Render) -> None:
+    [block] = code_blocks("howto/build-limits.md", "yaml")
+    manifests = render(yaml.safe_load(block.body))
+    pod = by_kind(manifests)["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["containers"][1]["command"][-2:] == ["--memory=2G", "--cpu=1.5"]
+    assert service_config(manifests)["KubernetesExecutor"]["build_memory_limit"] == "2G"
+
+
+def test_step_limits_need_the_build_daemon(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump({"buildDaemon": {"enabled": False, "stepLimits": {"memory": "2G"}}})
+    )
+    assert "buildDaemon.stepLimits needs buildDaemon.enabled" in helm_template_error(helm, values)
+
+
+def test_no_step_limits_by_default(render: Render) -> None:
+    manifests = render()
+    pod = by_kind(manifests)["DaemonSet"]["spec"]["template"]["spec"]
+    assert "shareProcessNamespace" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["dind"]
+    assert "build_memory_limit" not in service_config(manifests)["KubernetesExecutor"]

@@ -32,6 +32,7 @@ from binderhub_service.executors.pod import (
     make_build_pod,
     pick_sticky_node,
 )
+from binderhub_service.step_limits import BuildOutOfMemory
 
 REQUEST = BuildRequest(
     build_id="b1",
@@ -250,6 +251,28 @@ async def test_build_fails_with_a_fixed_reason(
     # repo2docker's own text may quote what it read: users get a fixed one.
     with pytest.raises(BuildFailed, match="repo2docker could not build this repository"):
         await asyncio.wait_for(run, 5)
+    await kubelet.wait_for_deletion(POD)
+
+
+async def test_a_step_killed_for_memory_fails_naming_the_limit(
+    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs
+) -> None:
+    """BuildKit's exit code 137 in the log means out of memory; the API server is emulated."""
+    executor.build_memory_limit = "2G"
+    logs = pod_logs(POD)
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(
+        r2d("#5 1.812 Killed", "building"),
+        r2d("ERROR: executor failed running [/bin/sh -c big]: exit code: 137", "building"),
+        r2d("Command '[...]' returned non-zero exit status 1", "failed"),
+    )
+    await logs.close()
+    await kubelet.terminated(POD, 1, reason="Error")
+    with pytest.raises(BuildOutOfMemory, match="memory limit of 2 GiB per build step") as failed:
+        await asyncio.wait_for(run, 5)
+    assert failed.value.limit == 2 * 2**30
     await kubelet.wait_for_deletion(POD)
 
 

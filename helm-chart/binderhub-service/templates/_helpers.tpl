@@ -133,9 +133,15 @@ KubernetesExecutor:
   extra_labels: the release name (the chart labels build pods with it)
   build_daemon_label_selector: buildDaemon.enabled
   registry_secret_name: registry.username and registry.password
+  build_memory_limit: buildDaemon.stepLimits.memory
+  build_cpu_limit: buildDaemon.stepLimits.cpu
 {{- end }}
 
 {{- define "binderhub-service.checkConfig" -}}
+{{- $limits := .Values.buildDaemon.stepLimits | default dict }}
+{{- if and (or $limits.memory $limits.cpu) (not .Values.buildDaemon.enabled) }}
+{{- fail "buildDaemon.stepLimits needs buildDaemon.enabled: the limits are set beside the chart's build daemon" }}
+{{- end }}
 {{- $owned := include "binderhub-service.chartOwnedTraits" . | fromYaml }}
 {{- range $source := list "config" "extraConfig" }}
 {{- $values := index $.Values $source | default dict }}
@@ -172,6 +178,13 @@ The service's traitlets configuration, {Class: {trait: value}}: the values'
 }}
 {{- if not (hasKey (.Values.config.KubernetesExecutor | default dict) "build_image") }}
 {{- $_ := set $chart.KubernetesExecutor "build_image" (printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion)) }}
+{{- end }}
+{{- $limits := .Values.buildDaemon.stepLimits | default dict }}
+{{- if $limits.memory }}
+{{- $_ := set $chart.KubernetesExecutor "build_memory_limit" (toString $limits.memory) }}
+{{- end }}
+{{- if $limits.cpu }}
+{{- $_ := set $chart.KubernetesExecutor "build_cpu_limit" (float64 $limits.cpu) }}
 {{- end }}
 {{- if .Values.registry.url }}
 {{- $_ := set $chart.DockerRegistry "url" .Values.registry.url }}
