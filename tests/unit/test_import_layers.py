@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "dockerfile",
             "build_container",
             "pod_build",
+            "step_limits",
         },
     ),
     ("store", {"store"}),
