@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOTLESS_USER = os.environ.get("BHS_ROOTLESS_USER", "binderhub-rootless")
 FORWARD = Path(__file__).resolve().parents[1] / "scripts" / "rootless-loopback-forward"
@@ -64,6 +68,7 @@ class RootlessEngine:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             proc.kill()
+            proc.stdout.close()
             raise RuntimeError(f"the engine cannot reach port {port}: {proc.wait()}")
         return proc
 
@@ -161,3 +166,25 @@ def descendants(processes: list[HostProcess], root: int) -> list[HostProcess]:
             found.append(child)
             queue.append(child.pid)
     return found
+
+
+# Fixtures (tests/conftest.py makes them everyone's).
+@pytest.fixture(scope="session")
+def rootless_engine(base_image: str, build_image: str) -> RootlessEngine:
+    """The rootless engine, holding the base and build images of the system engine."""
+    engine = find_engine()
+    copy_image(engine, base_image)
+    copy_image(engine, build_image)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def engine_registry(rootless_engine: RootlessEngine, registry: Any) -> Iterator[Any]:
+    """The ``registry`` fixture's registry, reached by the rootless engine on its own
+    loopback (relayed to the host's)."""
+    forwarder = rootless_engine.forward(int(registry.host.rsplit(":", 1)[1]))
+    yield registry
+    forwarder.terminate()
+    forwarder.wait(10)
+    assert forwarder.stdout is not None
+    forwarder.stdout.close()

@@ -28,13 +28,12 @@ from binderhub_service.naming import split_image_name
 from .conftest import (
     BUILD_IMAGE,
     LOOPBACK_NETWORKS,
-    Registry,
     free_port,
     stop_process,
     wait_for_http,
 )
 from .repos import hello_repo
-from .rootless import HostProcess, RootlessEngine, copy_image, descendants, find_engine
+from .rootless import HostProcess, RootlessEngine, descendants
 from .rootless import host_processes as list_processes
 from .sse import read_events
 
@@ -55,25 +54,6 @@ from repo2docker.contentproviders import Git
 c.DockerEngine.extra_buildx_build_args = ["--network=none"]
 c.Repo2Docker.content_providers = [Git]
 """
-
-
-@pytest.fixture(scope="session")
-def rootless_engine(base_image: str, build_image: str) -> RootlessEngine:
-    """The rootless engine, holding the base and build images of the system engine."""
-    engine = find_engine()
-    copy_image(engine, base_image)
-    copy_image(engine, build_image)
-    return engine
-
-
-@pytest.fixture(scope="session")
-def engine_registry(rootless_engine: RootlessEngine, registry: Registry) -> Iterator[Registry]:
-    """The test registry, reached by the engine on its own loopback (relayed to the host's)."""
-    forwarder = rootless_engine.forward(int(registry.host.rsplit(":", 1)[1]))
-    yield registry
-    stop_process(forwarder)
-    assert forwarder.stdout is not None
-    forwarder.stdout.close()
 
 
 @pytest.fixture
