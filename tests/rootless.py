@@ -116,6 +116,8 @@ def copy_image(engine: RootlessEngine, image: str) -> None:
     assert save.stdout is not None
     save.stdout.close()
     assert save.wait() == 0
+    # The image the tag named before, if any, is left without a name: remove it.
+    engine.docker("image", "prune", "--force", capture_output=True, check=True)
 
 
 @dataclass(frozen=True)

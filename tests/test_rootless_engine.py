@@ -197,10 +197,13 @@ async def test_rootless_engine_builds_pushes_and_finds_without_root(
 
     engine.docker("image", "rm", "-f", image, capture_output=True, check=True)
     engine.docker("pull", image, capture_output=True, check=True)
-    run = engine.docker(
-        "run", "--rm", "--network=none", image, capture_output=True, text=True, check=True
-    )
-    assert run.stdout == "hello, rootless\n"
+    try:
+        run = engine.docker(
+            "run", "--rm", "--network=none", image, capture_output=True, text=True, check=True
+        )
+        assert run.stdout == "hello, rootless\n"
+    finally:
+        engine.docker("image", "rm", "-f", image, capture_output=True)
 
 
 def test_service_of_another_user_refuses_a_rootless_engine(rootless_engine, tmp_path, registry):
