@@ -8,9 +8,11 @@ kubelet runs them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from chart_helpers import Render, validate
+import yaml
+from chart_helpers import Render, helm_notes, validate
 
 ROOTLESS = {"buildDaemon": {"mode": "rootlessBuildkit"}}
 LOCALHOST_PROFILES = {
@@ -167,3 +169,11 @@ def test_the_daemon_port_and_arguments_are_values(render: Render) -> None:
     assert "tcp://0.0.0.0:8372" in container["args"]
     assert container["args"][-1] == "--debug"
     assert container["ports"][0]["containerPort"] == 8372
+
+
+def test_notes_warn_that_build_pods_do_not_use_the_daemon_yet(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(ROOTLESS))
+    assert "build pods do not use it yet" in helm_notes(helm, values)
+    values.write_text(yaml.safe_dump({}))
+    assert "rootlessBuildkit" not in helm_notes(helm, values)
