@@ -153,7 +153,11 @@ async def test_rootless_engine_builds_pushes_and_finds_without_root(
     service = start_service(config, engine)
     base = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_http(base + "versions", proc=service)
+        try:
+            wait_for_http(base + "versions", proc=service)
+        except RuntimeError:
+            # E.g. the engine's user cannot read this checkout or its virtualenv.
+            pytest.fail(f"the service did not start: {config.with_suffix('.log').read_text()}")
         with urllib.request.urlopen(base + "health") as response:
             health = json.load(response)
         executor = next(c for c in health["checks"] if c["service"] == "executor")
