@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.rootless import engine_registry, rootless_engine
 from tests.service_image import DEFAULT_TAG, service_image
 
 POSTGRES_URL = os.environ.get(
@@ -37,6 +38,8 @@ BASE_IMAGE = os.environ.get("BHS_TEST_BASE_IMAGE", "binderhub-service-test/base:
 # benchmarks and examples write allows all networks with this line.
 LOOPBACK_NETWORKS = "c.RepoProviderCatalog.denied_networks = []"
 ROOT = Path(__file__).resolve().parent.parent
+# The rootless engine's fixtures (tests/rootless.py), for every test module.
+__all__ = ["engine_registry", "rootless_engine"]
 # The image build containers run: the service image, built once per test run.
 BUILD_IMAGE = os.environ.get("BHS_TEST_SERVICE_IMAGE", DEFAULT_TAG)
 

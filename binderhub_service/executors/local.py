@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Float, Integer, List, Unicode, default
 
 from ..build_container import (
     CONFIG_FILE,
@@ -79,6 +80,15 @@ def read_group_file(tmpdir: str) -> tuple[int, str] | None:
         return None
 
 
+def is_rootless(security_options: str) -> bool:
+    """Whether ``docker info``'s SecurityOptions (as JSON) name a rootless engine."""
+    try:
+        options = json.loads(security_options)
+    except ValueError:
+        return False
+    return isinstance(options, list) and "name=rootless" in options
+
+
 def group_is_alive(pgid: int, started: str) -> bool:
     """Whether the group's leader is still the process recorded (pids are reused)."""
     return _start_time(pgid) == started
@@ -93,6 +103,12 @@ class LocalDockerExecutor(BuildExecutor):
     no network, no capabilities and an environment built from scratch, and
     finally pushes the image itself. Cancelling a build removes its container
     and stops its processes; the directory is removed when the build ends.
+
+    With a rootless engine (its ``docker info`` names ``rootless``) the service
+    must run as the engine's user. Build containers then run as the user
+    namespace's root, which is that user on the host (with every capability
+    dropped): the only user of the namespace that can read the service's build
+    directories.
     """
 
     name = "local"
@@ -120,10 +136,18 @@ class LocalDockerExecutor(BuildExecutor):
     ).tag(config=True)
 
     engine_socket = Unicode(
-        "/var/run/docker.sock",
         help="""The engine's Unix socket, mounted into build containers (the only way they
-        reach the engine). Default ``/var/run/docker.sock``.""",
+        reach the engine). Default: the path of ``DOCKER_HOST`` when it is a ``unix://``
+        address (a rootless engine's, e.g. ``/run/user/1000/docker.sock``), else
+        ``/var/run/docker.sock``.""",
     ).tag(config=True)
+
+    @default("engine_socket")
+    def _default_engine_socket(self) -> str:
+        host = os.environ.get("DOCKER_HOST", "")
+        if host.startswith("unix://") and len(host) > len("unix://"):
+            return host[len("unix://") :]
+        return "/var/run/docker.sock"
 
     git_executable = Unicode(
         "git", help="The git command the service clones repositories with. Default ``git``."
@@ -183,6 +207,8 @@ class LocalDockerExecutor(BuildExecutor):
     _limiter: StepLimiter | None = None
     # Set by the service: awaited with each clone URL before cloning; raises to refuse it.
     check_url: CheckURL | None = None
+    # Whether the engine is rootless, once it has answered.
+    _rootless: bool | None = None
 
     def _work_dir(self) -> str:
         if not self.work_dir:
@@ -237,7 +263,9 @@ class LocalDockerExecutor(BuildExecutor):
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def _container(self, request: BuildRequest, tmpdir: str, checkout: str) -> BuildContainer:
+    def _container(
+        self, request: BuildRequest, tmpdir: str, checkout: str, rootless: bool
+    ) -> BuildContainer:
         config_dir = os.path.join(tmpdir, "config")
         os.makedirs(config_dir, mode=0o700)
         with open(os.path.join(config_dir, os.path.basename(CONFIG_FILE)), "w") as f:
@@ -259,9 +287,10 @@ class LocalDockerExecutor(BuildExecutor):
             checkout=checkout,
             config_dir=config_dir,
             engine_socket=self.engine_socket,
-            uid=os.getuid(),
-            gid=os.getgid(),
-            socket_gid=os.stat(self.engine_socket).st_gid,
+            # A rootless engine's namespace maps its root to the service's user.
+            uid=0 if rootless else os.getuid(),
+            gid=0 if rootless else os.getgid(),
+            socket_gid=0 if rootless else os.stat(self.engine_socket).st_gid,
             command=[*self.repo2docker_command, *build_args(options)],
             operator_config=os.path.abspath(self.repo2docker_config_file)
             if self.repo2docker_config_file
@@ -278,8 +307,10 @@ class LocalDockerExecutor(BuildExecutor):
         record: Callable[[int], None],
     ) -> None:
         try:
-            spec = self._container(request, tmpdir, checkout)
-        except (OSError, ValueError) as e:
+            rootless = await self._engine_rootless()
+            self._check_engine_user(rootless)
+            spec = self._container(request, tmpdir, checkout, rootless)
+        except (OSError, ValueError, ServiceError) as e:
             self.log.error("Build %s: cannot set up the build container: %s", request.build_id, e)
             raise BuildFailed("The service could not start the build; ask its operator.") from None
         home = os.path.join(tmpdir, "home")
@@ -484,6 +515,32 @@ class LocalDockerExecutor(BuildExecutor):
         assert proc.returncode is not None
         return proc.returncode, out.decode(errors="replace").strip()
 
+    async def _engine_rootless(self) -> bool:
+        """Whether the engine runs rootless (asked once it answers, then remembered)."""
+        if self._rootless is None:
+            code, out = await self._docker("info", "--format", "{{json .SecurityOptions}}")
+            if code != 0:
+                raise UpstreamError("The container engine is not answering.")
+            self._rootless = is_rootless(out)
+        return self._rootless
+
+    def _check_engine_user(self, rootless: bool) -> None:
+        """A rootless engine must be the service's own user's, or builds cannot read their files."""
+        if not rootless:
+            return
+        try:
+            owner = os.stat(self.engine_socket).st_uid
+        except OSError:
+            raise ServiceError(
+                f"The engine's socket {self.engine_socket} is missing "
+                "(LocalDockerExecutor.engine_socket)."
+            ) from None
+        if owner != os.getuid():
+            raise ServiceError(
+                f"The rootless engine at {self.engine_socket} belongs to uid {owner}, the "
+                f"service runs as uid {os.getuid()}: run the service as the engine's user."
+            )
+
     async def has_image(self, image_name: str) -> bool:
         code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", image_name)
         return code == 0
@@ -496,9 +553,12 @@ class LocalDockerExecutor(BuildExecutor):
         code, _ = await self._docker("image", "inspect", "--format", "{{.Id}}", self.build_image)
         if code != 0:
             raise UpstreamError(self._missing_image())
+        rootless = await self._engine_rootless()
+        self._check_engine_user(rootless)
         return {
             "engine_version": out,
             "build_image": self.build_image,
+            "rootless": rootless,
             "build_step_limits": self._step_limits_state(),
         }
 
@@ -529,6 +589,13 @@ class LocalDockerExecutor(BuildExecutor):
                 )
                 if code != 0:
                     raise ServiceError(f"Cannot start: {self._missing_image()}")
+                rootless = await self._engine_rootless()
+                try:
+                    self._check_engine_user(rootless)
+                except ServiceError as e:
+                    raise ServiceError(f"Cannot start: {e.message}") from None
+                if rootless:
+                    self.log.info("The container engine is rootless.")
                 await self._start_step_limits()
                 return
         except UpstreamError:

@@ -176,6 +176,9 @@ The service's traitlets configuration, {Class: {trait: value}}: the values'
     "build_daemon_label_selector" (printf "component=binderhub-build-daemon,app.kubernetes.io/instance=%s" .Release.Name))
   "DockerRegistry" (dict)
 }}
+{{- if eq .Values.buildDaemon.mode "rootlessBuildkit" }}
+{{- $_ := unset $chart.KubernetesExecutor "docker_socket_host_path" }}
+{{- end }}
 {{- if not (hasKey (.Values.config.KubernetesExecutor | default dict) "build_image") }}
 {{- $_ := set $chart.KubernetesExecutor "build_image" (printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion)) }}
 {{- end }}
