@@ -447,14 +447,30 @@ class BinderHubService(Application):
         """Garbage collection on request (``POST api/v1/gc``), when images go to a registry."""
         self.gc_runner = None
         if self.use_registry:
+            collector = GarbageCollector(parent=self)
+            self.redactor.add(collector.hub_api_token)
             self.gc_runner = GcRunner(
-                GarbageCollector(parent=self),
+                collector,
                 self.registry,
                 self.store,
                 self.image_prefix,
                 forget=self.images.forget,
                 flush=self.recorder.flush,
             )
+
+    def start_gc_schedule(self) -> asyncio.Task[None] | None:
+        """Garbage collection every ``GarbageCollector.interval_hours``, when set."""
+        if self.gc_runner is None or not self.gc_runner.collector.interval_hours:
+            return None
+        collector = self.gc_runner.collector
+        self.log.info(
+            "Garbage collection every %g hours (%s)",
+            collector.interval_hours,
+            "dry run" if collector.scheduled_dry_run else "deleting",
+        )
+        return asyncio.create_task(
+            self.gc_runner.run_every(collector.interval_hours * 3600, collector.scheduled_dry_run)
+        )
 
     def init_health(self) -> None:
         checks = {"executor": self.executor.health}
@@ -595,6 +611,7 @@ class BinderHubService(Application):
             )
             self.exit(1)
         await self.executor.recover()
+        gc_task = self.start_gc_schedule()
         server = self.http_server()
         server.add_sockets(sockets)
         self.log.info(
@@ -612,6 +629,8 @@ class BinderHubService(Application):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         self.log.info("Shutting down")
+        if gc_task is not None:
+            gc_task.cancel()
         server.stop()
         await self.build_manager.shutdown()
         await self.stop_store()
