@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,7 @@ import pytest
 from binderhub_service.hub_servers import IMAGE_OPTION
 from tests.conftest import GitServer, Registry, start_registry, stop_process
 from tests.repos import hello_repo
+from tests.sse import read_events
 from tests.test_gc import manifest_status, push
 
 from .conftest import SERVICE, Hub, service_config, start_hub
@@ -102,3 +104,30 @@ async def test_the_image_of_a_running_server_is_kept_until_it_stops(
     report = await asyncio.to_thread(run_gc, hub, True)
     assert [d["image"] for d in report["delete"]] == [image], report
     assert report["keep"] == []
+
+
+async def test_after_a_deletion_the_next_request_builds_and_pushes_again(
+    gc_hub: tuple[Hub, Registry], git_server: GitServer, base_image: str
+) -> None:
+    """The engine still holds the image; the service pushes it again all the same."""
+    hub, registry = gc_hub
+    url, sha = git_server.make_repo("gc-rebuild", hello_repo(base_image, "again"))
+    build_url = hub.git_build_url(url, sha)
+    first = await read_events(build_url, headers=hub.auth("alice"))
+    assert first.phases[-1] == "ready", first.messages[-3:]
+    image = first.events[-1]["imageName"]
+    found = await read_events(build_url, headers=hub.auth("alice"))
+    assert found.phases == ["ready"] and "Found built image" in found.messages[0]
+
+    report = await asyncio.to_thread(run_gc, hub, False)
+    assert {"image": image, "reason": "unused for 0.0 days"} in report["delete"], report
+    assert manifest_status(registry, image) == 404
+    assert (
+        subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+    )
+
+    again = await read_events(build_url, headers=hub.auth("alice"))
+    assert again.phases[-1] == "ready", again.messages[-3:]
+    assert not any("Found built image" in m for m in again.messages)
+    assert "pushing" in again.phases
+    assert manifest_status(registry, image) == 200
