@@ -248,15 +248,21 @@ class GarbageCollector(LoggingConfigurable):
         image_prefix: str,
         dry_run: bool = False,
         forget: Callable[[str], None] | None = None,
+        before_delete: Callable[[], Awaitable[object]] | None = None,
     ) -> GcReport:
         """Decide for every image under ``image_prefix``; unless ``dry_run``, delete.
 
         Before anything is deleted the registry is asked (with a digest no image
         has) whether it deletes at all, so a refusal changes nothing. ``forget``
         is called with each deleted image's name (e.g. to drop it from a cache).
+        ``before_delete`` is awaited just before the records and the hub are read
+        again (e.g. to flush the records), so that an image asked for, built or
+        started since the decisions is kept.
         """
         try:
-            report = await self._collect(registry, store, image_prefix, dry_run, forget)
+            report = await self._collect(
+                registry, store, image_prefix, dry_run, forget, before_delete
+            )
         except (GcError, UpstreamError):
             GC_LAST_RUN.labels(outcome=GcOutcome.FAILURE.value).set(time.time())
             raise
@@ -270,6 +276,7 @@ class GarbageCollector(LoggingConfigurable):
         image_prefix: str,
         dry_run: bool,
         forget: Callable[[str], None] | None,
+        before_delete: Callable[[], Awaitable[object]] | None,
     ) -> GcReport:
         if "/" not in image_prefix:
             raise GcError(
@@ -290,16 +297,30 @@ class GarbageCollector(LoggingConfigurable):
         if dry_run or not doomed:
             return report
         await self._check_deletes(registry, doomed[0].repository)
-        # A build or a server may have started since the facts were gathered: keep its image.
+        # A request, a build or a server may have come since the facts were gathered:
+        # keep its image.
+        if before_delete is not None:
+            await before_delete()
         usage = await store.image_usage(image_prefix)
         running = await self.running_images(image_prefix)
+        late: dict[str, str] = {}
+        for image in doomed:
+            last_used, building = usage.get(image.name, (0.0, False))
+            if building:
+                late[image.name] = "a build of it started during the run"
+            elif last_used > image.last_used:
+                late[image.name] = "asked for during the run"
+            elif image.name in running:
+                late[image.name] = "a server using it started during the run"
+        report.decisions = [
+            Decision(d.image, False, late[d.image.name]) if d.image.name in late else d
+            for d in report.decisions
+        ]
+        spared = {digests[name] for name in late}
         done: set[str] = set()
         for image in doomed:
-            if usage.get(image.name, (0.0, False))[1]:
-                self.log.info("Keeping %s: a build of it started", image.name)
-                continue
-            if image.name in running:
-                self.log.info("Keeping %s: a server using it started", image.name)
+            if image.name in late or digests[image.name] in spared:
+                self.log.info("Keeping %s: %s", image.name, late.get(image.name, "same manifest"))
                 continue
             digest = digests[image.name]
             if digest not in done:
@@ -374,7 +395,12 @@ class GcRunner:
         async with self._lock:
             await self.flush()
             return await self.collector.collect(
-                self.registry, self.store, self.image_prefix, dry_run, forget=self.forget
+                self.registry,
+                self.store,
+                self.image_prefix,
+                dry_run,
+                forget=self.forget,
+                before_delete=self.flush,
             )
 
 

@@ -286,3 +286,49 @@ def test_no_hub_configured_is_refused_unless_servers_are_not_checked(
     assert result.returncode == 1
     assert "check_running_servers = False" in result.stderr
     assert manifest_status(own_registry, image) == 200
+
+
+async def test_images_asked_for_or_built_during_the_run_are_kept(
+    own_registry: Registry, tmp_path: Path
+) -> None:
+    asked = push(own_registry, tmp_path, "binder-asked:aaa")
+    built = push(own_registry, tmp_path, "binder-built:bbb")
+    idle = push(own_registry, tmp_path, "binder-idle:ccc")
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'race.sqlite'}")
+    await store.open()
+    old = {"state": "succeeded", "created": 1000.0, "finished": 1001.0}
+    await store.write(
+        new_builds=[build_row(f"old-{n}", image_name=i, **old) for n, i in enumerate([asked, idle])]
+    )
+
+    async def meanwhile() -> None:
+        """What arrives between the decisions and the deletes."""
+        now = time.time()
+        await store.write(
+            new_builds=[
+                build_row("found", image_name=asked, state="succeeded", created=now, finished=now),
+                build_row("started", image_name=built, state="running", created=now),
+            ]
+        )
+
+    try:
+        collector = GarbageCollector(config=Config(GC_CONFIG))
+        report = await collector.collect(
+            DockerRegistry(url=own_registry.url),
+            store,
+            f"{own_registry.host}/binder-",
+            before_delete=meanwhile,
+        )
+    finally:
+        await store.close()
+    assert report.as_json() == {
+        "delete": [{"image": idle, "reason": "unused for 0.0 days"}],
+        "keep": [
+            {"image": asked, "reason": "asked for during the run"},
+            {"image": built, "reason": "a build of it started during the run"},
+        ],
+    }
+    assert report.deleted == [idle]
+    assert manifest_status(own_registry, asked) == 200
+    assert manifest_status(own_registry, built) == 200
+    assert manifest_status(own_registry, idle) == 404

@@ -20,7 +20,7 @@ import pytest
 
 from binderhub_service.hub_servers import IMAGE_OPTION
 from tests.conftest import GitServer, Registry, start_registry, stop_process
-from tests.repos import hello_repo
+from tests.repos import chatty_repo, hello_repo
 from tests.sse import read_events
 from tests.test_gc import manifest_status, push
 
@@ -131,3 +131,38 @@ async def test_after_a_deletion_the_next_request_builds_and_pushes_again(
     assert not any("Found built image" in m for m in again.messages)
     assert "pushing" in again.phases
     assert manifest_status(registry, image) == 200
+
+
+def service_call(hub: Hub, method: str, path: str, body: object = None) -> dict:
+    request = urllib.request.Request(
+        hub.service_url + "api/v1/" + path,
+        method=method,
+        data=b"" if body is None else json.dumps(body).encode(),
+        headers={**hub.auth("alice"), "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return json.load(r)
+
+
+async def test_a_run_during_a_slow_build_of_the_image_keeps_it(
+    gc_hub: tuple[Hub, Registry], git_server: GitServer, base_image: str, tmp_path: Path
+) -> None:
+    """An image in the registry while its build still runs (as between a build's
+    push and its end) is kept; the build is then cancelled."""
+    hub, registry = gc_hub
+    url, sha = git_server.make_repo("gc-slow", chatty_repo(base_image, 100_000, 50, 0.2))
+    record = await asyncio.to_thread(
+        service_call, hub, "POST", "builds", {"repo_url": url, "ref": sha}
+    )
+    events_url = f"{hub.service_url}api/v1/builds/{record['id']}/events"
+    try:
+        started = await read_events(events_url, headers=hub.auth("alice"), stop_after=20)
+        assert len(started.events) >= 20
+        image = record["image_name"]
+        push(registry, tmp_path, image.split("/", 1)[1])
+
+        report = await asyncio.to_thread(run_gc, hub, False)
+        assert {"image": image, "reason": "a build of it is running"} in report["keep"], report
+        assert manifest_status(registry, image) == 200
+    finally:
+        await asyncio.to_thread(service_call, hub, "POST", f"builds/{record['id']}/cancel")
