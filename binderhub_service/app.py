@@ -22,6 +22,7 @@ from . import __version__
 from .auth import AuthConfigError, ServiceAuth
 from .build_requests import BuildRequests
 from .builds import BuildManager
+from .engine_storage import BuildHostStorage
 from .errors import ServiceError
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
@@ -297,6 +298,7 @@ class BinderHubService(Application):
     ).tag(config=True)
 
     classes = [
+        BuildHostStorage,
         BuildManager,
         BuildRecorder,
         DockerRegistry,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Float, Integer, List, Unicode, observe
 
 from ..build_container import (
     CONFIG_FILE,
@@ -31,6 +31,7 @@ from ..build_container import (
     docker_run_args,
     repo2docker_config,
 )
+from ..engine_storage import BuildHostStorage
 from ..errors import BuildFailed, ServiceError, UpstreamError
 from ..events import BuildEvent, Phase
 from ..fetch import CheckURL, Fetcher, FetchSettings, Source, source_provider
@@ -85,6 +86,8 @@ class LocalDockerExecutor(BuildExecutor):
     no network, no capabilities and an environment built from scratch, and
     finally pushes the image itself. Cancelling a build removes its container
     and stops its processes; the directory is removed when the build ends.
+    The engine's disk is looked after by :attr:`storage`
+    (:class:`~binderhub_service.engine_storage.BuildHostStorage`).
     """
 
     name = "local"
@@ -159,6 +162,17 @@ class LocalDockerExecutor(BuildExecutor):
     # Set by the service: awaited with each clone URL before cloning; raises to refuse it.
     check_url: CheckURL | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.storage = BuildHostStorage(parent=self)
+        self.storage.engine_socket = self.engine_socket
+        self.storage.docker = self._docker
+
+    @observe("engine_socket")
+    def _engine_socket_changed(self, change: dict[str, Any]) -> None:
+        if hasattr(self, "storage"):
+            self.storage.engine_socket = change["new"]
+
     def _work_dir(self) -> str:
         if not self.work_dir:
             raise ServiceError("LocalDockerExecutor.work_dir is not set.")
@@ -202,13 +216,16 @@ class LocalDockerExecutor(BuildExecutor):
             self.check_url,
         )
         try:
+            await self.storage.wait_for_space(emit)
             checkout = await fetcher.fetch(self._source(request), tmpdir, emit)
             self.log.info(
                 "Build %s: running repo2docker for %s", request.build_id, request.image_name
             )
-            await self._build(request, tmpdir, checkout, emit, record)
+            async with self.storage.building():
+                await self._build(request, tmpdir, checkout, emit, record)
             if request.push:
                 await self._push(request, tmpdir, emit, record)
+                await self.storage.pushed(request.image_name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -488,6 +505,7 @@ class LocalDockerExecutor(BuildExecutor):
                 )
                 if code != 0:
                     raise ServiceError(f"Cannot start: {self._missing_image()}")
+                await self.storage.check()
                 return
         except UpstreamError:
             out = "no answer in time"

@@ -1,0 +1,234 @@
+"""The build host's disk: build cache pruning, the free-space guard, pushed images.
+
+Pruning empties an engine's whole build cache, so those tests run against a
+Docker engine of their own (a second dockerd on a socket in the test's
+directory, no network), never the shared one. The free-space guard only reads,
+and runs on the shared engine with a real repo2docker build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from binderhub_service.engine_storage import BuildHostStorage, human_bytes
+from binderhub_service.errors import BuildFailed
+from binderhub_service.events import BuildEvent, Phase
+from binderhub_service.executors.local import LocalDockerExecutor
+
+from .conftest import stop_process
+from .repos import hello_repo
+from .test_local_executor import build_dirs, containers_labelled, request_for
+
+pytestmark = pytest.mark.docker
+
+BLOB_BYTES = 3_000_000
+
+
+class Engine:
+    """A dockerd of this test module's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = str(root / "docker.sock")
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
+
+    def docker(self, *args: str, cwd: Path | None = None) -> str:
+        return subprocess.run(
+            ["docker", *args], env=self.env, cwd=cwd, check=True, capture_output=True, text=True
+        ).stdout
+
+    def build(self, context: Path, tag: str) -> None:
+        """Build a one-layer image whose content is new random bytes (new cache records)."""
+        context.mkdir()
+        (context / "blob").write_bytes(os.urandom(BLOB_BYTES))
+        (context / "Dockerfile").write_text("FROM scratch\nCOPY blob /blob\n")
+        self.docker("build", "-q", "-t", tag, ".", cwd=context)
+
+
+@pytest.fixture(scope="module")
+def own_engine(tmp_path_factory: pytest.TempPathFactory, docker_engine: None) -> Iterator[Engine]:
+    root = Path(tmp_path_factory.mktemp("engine"))
+    engine = Engine(root)
+    with open(root / "dockerd.log", "w") as log:
+        proc = subprocess.Popen(
+            [
+                "dockerd",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                f"--data-root={root / 'data'}",
+                f"--exec-root={root / 'exec'}",
+                f"--pidfile={root / 'docker.pid'}",
+                f"--host=unix://{engine.socket}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "info"], env=engine.env, capture_output=True).returncode:
+            assert proc.poll() is None, (root / "dockerd.log").read_text()
+            assert time.monotonic() < deadline, "the test's own dockerd did not start"
+            time.sleep(0.2)
+        yield engine
+    finally:
+        stop_process(proc, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def storage_for(engine: Engine, **traits: object) -> BuildHostStorage:
+    storage = BuildHostStorage(**traits)
+    storage.engine_socket = engine.socket
+    return storage
+
+
+def pruned_total() -> float:
+    return REGISTRY.get_sample_value("binderhub_service_build_cache_pruned_bytes_total") or 0.0
+
+
+async def test_the_build_cache_stays_under_its_size_across_builds(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    limit = 2 * BLOB_BYTES + BLOB_BYTES // 2
+    storage = storage_for(own_engine, build_cache_max_bytes=limit)
+    before = pruned_total()
+    sizes = []
+    for n in range(5):
+        tag = f"bhs-storage-test-{uuid.uuid4().hex[:8]}:{n}"
+        async with storage.building():
+            await asyncio.to_thread(own_engine.build, tmp_path / f"ctx{n}", tag)
+        # The image goes, as after a push with remove_pushed_images: its layer is cache only.
+        own_engine.docker("image", "rm", tag)
+        await storage.idle()
+        sizes.append(await storage.cache_bytes())
+    assert all(size <= limit for size in sizes), sizes
+    assert sizes[-1] >= BLOB_BYTES  # pruned down to the size, not emptied
+    assert pruned_total() - before >= 2 * BLOB_BYTES
+    assert REGISTRY.get_sample_value("binderhub_service_build_cache_bytes") == sizes[-1]
+
+
+async def test_no_prune_runs_during_a_build_and_builds_wait_for_a_prune(
+    own_engine: Engine, tmp_path: Path
+) -> None:
+    storage = storage_for(own_engine, build_cache_max_bytes=1)
+    tag = f"bhs-storage-test-{uuid.uuid4().hex[:8]}:gate"
+    await asyncio.to_thread(own_engine.build, tmp_path / "ctx", tag)
+    own_engine.docker("image", "rm", tag)
+    cached = await storage.cache_bytes()
+    assert cached >= BLOB_BYTES
+
+    async with storage.building():
+        prune = asyncio.create_task(storage.prune())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not prune.done()  # it waits for the build to end
+        assert await storage.cache_bytes() == cached
+    assert await prune >= BLOB_BYTES
+    assert await storage.cache_bytes() < cached
+
+    # A prune in progress holds a new build back until it ends.
+    storage._pruning = True
+    entered = asyncio.Event()
+
+    async def build() -> None:
+        async with storage.building():
+            entered.set()
+
+    waiting = asyncio.create_task(build())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not entered.is_set()
+    async with storage._changed:
+        storage._pruning = False
+        storage._changed.notify_all()
+    await waiting
+    assert entered.is_set()
+    await storage.idle()
+
+
+def test_sizes_read_as_people_write_them() -> None:
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(3 * 1024**3 // 2) == "1.5 GiB"
+
+
+def executor_for(r2d_config: str, build_image: str, work_dir: Path, **storage: object):
+    executor = LocalDockerExecutor(
+        repo2docker_config_file=r2d_config, build_image=build_image, work_dir=str(work_dir)
+    )
+    for name, value in storage.items():
+        setattr(executor.storage, name, value)
+    return executor
+
+
+def free_bytes() -> int:
+    stat = os.statvfs(
+        subprocess.run(
+            ["docker", "info", "--format", "{{.DockerRootDir}}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    return stat.f_bavail * stat.f_frsize
+
+
+async def test_a_build_fails_fast_when_free_space_is_below_the_threshold(
+    git_server, base_image, r2d_config, build_image, tmp_path
+):
+    url, sha = git_server.make_repo("low-disk-fail", hello_repo(base_image, "never"))
+    threshold = free_bytes() + 1024**4
+    executor = executor_for(
+        r2d_config, build_image, tmp_path, min_free_bytes=threshold, low_disk_action="fail"
+    )
+    request = request_for(url, sha)
+    events: list[BuildEvent] = []
+    with pytest.raises(BuildFailed) as error:
+        await executor.run(request, events.append)
+    assert error.value.message.startswith("Not built: the build host has ")
+    assert f"less than the {human_bytes(threshold)} a build needs to start" in error.value.message
+    assert events == []  # nothing was fetched or built
+    assert containers_labelled(request.build_id) == []
+    assert build_dirs(tmp_path) == []
+    assert REGISTRY.get_sample_value("binderhub_service_engine_free_bytes")
+
+
+async def test_a_build_waits_for_free_space_then_runs(
+    git_server, base_image, r2d_config, build_image, tmp_path
+):
+    url, sha = git_server.make_repo("low-disk-wait", hello_repo(base_image, "later"))
+    executor = executor_for(
+        r2d_config,
+        build_image,
+        tmp_path,
+        min_free_bytes=free_bytes() + 1024**4,
+        free_space_check_seconds=0.05,
+    )
+    request = request_for(url, sha)
+    events: list[BuildEvent] = []
+    task = asyncio.create_task(executor.run(request, events.append))
+    try:
+        async with asyncio.timeout(60):
+            while not events:
+                await asyncio.sleep(0.05)
+        assert events[0].phase == Phase.WAITING
+        assert events[0].message.startswith("Waiting for disk space: the build host has ")
+        assert not task.done()
+        # Space comes back (here: the threshold goes down); the build starts and ends.
+        executor.storage.min_free_bytes = 1
+        await asyncio.wait_for(task, 300)
+    finally:
+        task.cancel()
+        subprocess.run(["docker", "image", "rm", request.image_name], capture_output=True)
+    assert [e for e in events if e.phase == Phase.WAITING] == events[:1]
+    assert any(e.phase == Phase.BUILDING for e in events)
