@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,15 @@ async def test_a_build_waits_for_free_space_then_runs(
         subprocess.run(["docker", "image", "rm", request.image_name], capture_output=True)
     assert [e for e in events if e.phase == Phase.WAITING] == events[:1]
     assert any(e.phase == Phase.BUILDING for e in events)
+
+
+async def test_a_pushed_image_leaves_the_engine_when_so_configured(
+    git_server, base_image, r2d_config, build_image, registry, tmp_path
+):
+    url, sha = git_server.make_repo("pushed-and-gone", hello_repo(base_image, "gone"))
+    executor = executor_for(r2d_config, build_image, tmp_path, remove_pushed_images=True)
+    name = f"bhs-storage-test-{uuid.uuid4().hex[:8]}"
+    request = replace(request_for(url, sha), image_name=f"{registry.host}/{name}:{sha}", push=True)
+    await executor.run(request, lambda event: None)
+    assert registry.tags(name) == [sha]
+    assert not await executor.has_image(request.image_name)

@@ -640,3 +640,38 @@ def test_notes_warn_about_host_docker_and_a_missing_registry(helm: str, tmp_path
     notes = helm_notes(helm, values)
     assert "registry.url is empty" in notes
     assert "which no NetworkPolicy restricts" in notes
+
+
+def test_the_build_daemons_cache_is_pruned_by_a_sidecar(render: Render) -> None:
+    spec = by_kind(render())["DaemonSet"]["spec"]["template"]["spec"]
+    dind, prune = spec["containers"]
+    assert prune["name"] == "cache-prune" and prune["image"] == dind["image"]
+    env = {e["name"]: e["value"] for e in prune["env"]}
+    assert env == {
+        "DOCKER_HOST": "unix:///var/run/dind/docker.sock",
+        "KEEP_STORAGE": "20GB",
+        "PRUNE_INTERVAL": "3600",
+    }
+    assert 'docker builder prune --force --keep-storage "$KEEP_STORAGE"' in prune["command"][2]
+    assert prune["volumeMounts"] == [{"name": "socket-dir", "mountPath": "/var/run/dind"}]
+    assert "privileged" not in prune["securityContext"]
+
+    values = {"buildDaemon": {"cachePrune": {"keepStorage": "5GB", "intervalSeconds": 600}}}
+    spec = by_kind(render(values))["DaemonSet"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in spec["containers"][1]["env"]}
+    assert (env["KEEP_STORAGE"], env["PRUNE_INTERVAL"]) == ("5GB", "600")
+
+    values = {"buildDaemon": {"cachePrune": {"enabled": False}}}
+    spec = by_kind(render(values))["DaemonSet"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["dind"]
+
+
+def test_scheduled_garbage_collection_is_off_and_dry_by_default(render: Render) -> None:
+    assert service_config(render())["GarbageCollector"] == {
+        "interval_hours": 0,
+        "scheduled_dry_run": True,
+    }
+    config = service_config(
+        render({"config": {"GarbageCollector": {"interval_hours": 24, "scheduled_dry_run": False}}})
+    )
+    assert config["GarbageCollector"] == {"interval_hours": 24, "scheduled_dry_run": False}
