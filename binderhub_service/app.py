@@ -354,6 +354,7 @@ class BinderHubService(Application):
         self.init_redactor()
         self.init_store()
         self.init_builds()
+        self.init_build_host()
         self.init_gc()
         self.init_health()
         self.init_tornado_app()
@@ -444,6 +445,22 @@ class BinderHubService(Application):
         self.build_manager = BuildManager(
             parent=self, executor=self.executor, observers=[self.recorder], redactor=self.redactor
         )
+
+    def init_build_host(self) -> None:
+        """Without a registry, the local executor's image budget needs the records."""
+        if isinstance(self.executor, LocalDockerExecutor) and not self.use_registry:
+            storage = self.executor.storage
+            storage.image_prefix = self.image_prefix
+            storage.usage = self._local_image_usage
+            storage.forget = self.images.forget
+
+    async def _local_image_usage(self) -> tuple[set[str], dict[str, float]]:
+        """Images to keep locally (saved, building) and when each was last used."""
+        await self.recorder.flush()
+        usage = await self.store.image_usage(self.image_prefix)
+        keep = {image.image for image in await self.store.list_images()}
+        keep |= {name for name, (_, building) in usage.items() if building}
+        return keep, {name: used for name, (used, _) in usage.items()}
 
     def init_gc(self) -> None:
         """Garbage collection on request (``POST api/v1/gc``), when images go to a registry."""

@@ -4,13 +4,16 @@
 engine's build cache down to a size after builds, only while no build runs
 (builds wait for a prune to end, and a prune waits for running builds); it
 holds new builds back, or fails them, while the engine's disk is short of free
-space; and it removes the local copy of an image once the image is pushed.
+space; it removes the local copy of an image once the image is pushed; and,
+without a registry, it keeps the service's local images within a budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,8 +25,12 @@ from .engine_api import engine_call
 from .errors import BuildFailed, ServiceError, UpstreamError
 from .events import BuildEvent, Phase
 from .metrics import BUILD_CACHE_BYTES, BUILD_CACHE_PRUNED_BYTES, ENGINE_FREE_BYTES
+from .spawner import image_name_regex
 
 EmitFunc = Callable[[BuildEvent], None]
+# What the service knows of its images: those never to remove (saved, building),
+# and when each was last asked for or built (seconds since the epoch).
+ImageUsage = Callable[[], Awaitable[tuple[set[str], dict[str, float]]]]
 
 
 def human_bytes(n: float) -> str:
@@ -105,6 +112,16 @@ class BuildHostStorage(LoggingConfigurable):
         only in the build cache, which ``build_cache_max_bytes`` keeps in bounds.""",
     ).tag(config=True)
 
+    local_images_max_bytes = Integer(
+        0,
+        min=0,
+        help="""Without a registry: bytes the engine may hold of this service's images (named
+        ``<image_prefix>...``; each image's size counts its base layers too). After builds,
+        once none is running, the least recently asked for or built are removed until the
+        rest fit; images users saved, and images being built, stay. Default 0: no budget.
+        Example: ``100 * 1024**3`` for 100 GiB.""",
+    ).tag(config=True)
+
     engine_timeout = Float(
         120.0, help="Seconds a call of the engine's API (a prune included) may take."
     ).tag(config=True)
@@ -112,13 +129,18 @@ class BuildHostStorage(LoggingConfigurable):
     # Set by the executor: the engine's Unix socket, and how to run its docker CLI.
     engine_socket: str = "/var/run/docker.sock"
     docker: Callable[..., Awaitable[tuple[int, str]]] | None = None
+    # Set by the service without a registry, for local_images_max_bytes: its image
+    # prefix, what it knows of its images, and what to call with each removed image.
+    image_prefix: str = ""
+    usage: ImageUsage | None = None
+    forget: Callable[[str], None] | None = None
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._active = 0
         self._pruning = False
         self._changed = asyncio.Condition()
-        self._prune_task: asyncio.Task[int] | None = None
+        self._tidy_task: asyncio.Task[None] | None = None
 
     async def _engine(self, method: str, path: str) -> object:
         return await engine_call(self.engine_socket, method, path, self.engine_timeout)
@@ -203,10 +225,20 @@ class BuildHostStorage(LoggingConfigurable):
             self._prune_soon()
 
     def _prune_soon(self) -> None:
-        if not self.build_cache_max_bytes or self._active:
+        budget = self.local_images_max_bytes and self.usage is not None
+        if self._active or not (self.build_cache_max_bytes or budget):
             return
-        if self._prune_task is None or self._prune_task.done():
-            self._prune_task = asyncio.create_task(self.prune())
+        if self._tidy_task is None or self._tidy_task.done():
+            self._tidy_task = asyncio.create_task(self._tidy())
+
+    async def _tidy(self) -> None:
+        if self.local_images_max_bytes and self.usage is not None:
+            try:
+                await self.trim_images()
+            except UpstreamError as e:
+                self.log.warning("Removing local images over the budget failed: %s", e)
+        if self.build_cache_max_bytes:
+            await self.prune()
 
     async def prune(self) -> int:
         """Prune the build cache to ``build_cache_max_bytes`` once no build runs; bytes freed."""
@@ -233,9 +265,51 @@ class BuildHostStorage(LoggingConfigurable):
                 self._changed.notify_all()
 
     async def idle(self) -> None:
-        """Wait for a prune started after the last build, if any, to end."""
-        if self._prune_task is not None:
-            await asyncio.shield(self._prune_task)
+        """Wait for the tidying started after the last build, if any, to end."""
+        if self._tidy_task is not None:
+            await asyncio.shield(self._tidy_task)
+
+    async def trim_images(self) -> list[str]:
+        """Remove this service's least recently used local images over the budget.
+
+        Only tags matching the service's image names are touched, and only
+        without force (an image a container uses stays); returns the tags removed.
+        """
+        if self.usage is None or self.docker is None or not self.image_prefix:
+            return []
+        ours = re.compile(image_name_regex(self.image_prefix))
+        query = urllib.parse.urlencode(
+            {"filters": json.dumps({"reference": [self.image_prefix + "*"]})}
+        )
+        listed = await self._engine("GET", f"/images/json?{query}")
+        keep, last_used = await self.usage()
+        images = []
+        for image in listed if isinstance(listed, list) else []:
+            tags = [t for t in image.get("RepoTags") or [] if ours.match(t)]
+            if tags:
+                created = float(image.get("Created") or 0)
+                used = max([last_used.get(t, 0.0) for t in tags] + [created])
+                images.append((used, tags, int(image.get("Size") or 0)))
+        total = sum(size for _, _, size in images)
+        removed: list[str] = []
+        for _, tags, size in sorted(images):
+            if total <= self.local_images_max_bytes:
+                break
+            if any(t in keep for t in tags):
+                continue
+            for tag in tags:
+                code, out = await self.docker("image", "rm", "--", tag)
+                if code != 0:
+                    self.log.warning("Could not remove %s: %s", tag, out)
+                    break
+                removed.append(tag)
+                if self.forget is not None:
+                    self.forget(tag)
+            else:
+                total -= size
+        if removed:
+            self.log.info("Removed local images over the budget: %s", ", ".join(removed))
+        return removed
 
     async def pushed(self, image_name: str) -> None:
         """An image was pushed: remove its local tag, when so configured."""

@@ -245,3 +245,34 @@ async def test_a_pushed_image_leaves_the_engine_when_so_configured(
     await executor.run(request, lambda event: None)
     assert registry.tags(name) == [sha]
     assert not await executor.has_image(request.image_name)
+
+
+async def test_without_a_registry_local_images_are_kept_within_a_budget(
+    own_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"bhs-trim-{uuid.uuid4().hex[:8]}-"
+    names = {slug: f"{prefix}{slug}:1" for slug in ("old", "saved", "recent", "middle")}
+    other = f"other-{uuid.uuid4().hex[:8]}:1"
+    for slug, name in [*names.items(), ("other", other)]:
+        await asyncio.to_thread(own_engine.build, tmp_path / slug, name)
+    forgotten: list[str] = []
+
+    async def usage() -> tuple[set[str], dict[str, float]]:
+        now = time.time()
+        return {names["saved"]}, {
+            names["old"]: now - 300,
+            names["saved"]: now - 400,
+            names["middle"]: now - 200,
+            names["recent"]: now,
+        }
+
+    storage = storage_for(own_engine, local_images_max_bytes=2 * BLOB_BYTES + BLOB_BYTES // 2)
+    storage.image_prefix, storage.usage, storage.forget = prefix, usage, forgotten.append
+    storage.docker = LocalDockerExecutor(engine_socket=own_engine.socket).storage.docker
+    monkeypatch.setenv("DOCKER_HOST", own_engine.env["DOCKER_HOST"])
+    async with storage.building():
+        pass
+    await storage.idle()
+    assert forgotten == [names["old"], names["middle"]]
+    left = own_engine.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert sorted(left) == sorted([names["saved"], names["recent"], other])
