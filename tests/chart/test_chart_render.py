@@ -628,9 +628,16 @@ def test_notes_snippet_matches_the_service(render: Render, helm: str, tmp_path: 
     # JupyterHub registers a service's OAuth client under these, from its name.
     assert env["JUPYTERHUB_CLIENT_ID"] == f"service-{name}"
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == f"/services/{name}/oauth_callback"
-    (role,) = hub["loadRoles"].values()
+    roles = hub["loadRoles"]
+    assert sorted(roles) == [f"{name}-gc", f"{name}-users"]
     build_scope = ServiceAuth.build_scope.default_value
-    assert role["scopes"] == [f"access:services!service={name}", build_scope]
+    assert roles[f"{name}-users"]["scopes"] == [f"access:services!service={name}", build_scope]
+    # Garbage collection lists running servers with the service's own token.
+    assert roles[f"{name}-gc"] == {
+        "description": "Let binderhub-service see the images of running servers",
+        "scopes": ["list:users", "read:servers"],
+        "services": [name],
+    }
     assert build_scope in hub["config"]["JupyterHub"]["custom_scopes"]
 
 
