@@ -22,7 +22,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from binderhub_service.engine_storage import BuildHostStorage, human_bytes
-from binderhub_service.errors import BuildFailed
+from binderhub_service.errors import BuildFailed, ServiceError
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.local import LocalDockerExecutor
 
@@ -172,15 +172,17 @@ def executor_for(r2d_config: str, build_image: str, work_dir: Path, **storage: o
     return executor
 
 
+def free_root() -> str:
+    return subprocess.run(
+        ["docker", "info", "--format", "{{.DockerRootDir}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def free_bytes() -> int:
-    stat = os.statvfs(
-        subprocess.run(
-            ["docker", "info", "--format", "{{.DockerRootDir}}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
+    stat = os.statvfs(free_root())
     return stat.f_bavail * stat.f_frsize
 
 
@@ -276,3 +278,19 @@ async def test_without_a_registry_local_images_are_kept_within_a_budget(
     assert forgotten == [names["old"], names["middle"]]
     left = own_engine.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}").split()
     assert sorted(left) == sorted([names["saved"], names["recent"], other])
+
+
+async def test_the_service_does_not_start_when_it_cannot_read_the_free_space(build_image, tmp_path):
+    executor = LocalDockerExecutor(build_image=build_image, work_dir=str(tmp_path))
+    executor.storage.min_free_bytes = 1
+    executor.storage.data_root = str(tmp_path / "not-there")
+    with pytest.raises(ServiceError) as error:
+        await executor.prepare()
+    assert error.value.message == (
+        f"Cannot read the free space of the engine's data root {tmp_path / 'not-there'} "
+        "(No such file or directory): set c.BuildHostStorage.data_root to where this "
+        "service sees the engine's disk, or c.BuildHostStorage.min_free_bytes = 0."
+    )
+    executor.storage.data_root = ""
+    await executor.prepare()  # the engine's own data root, which this host sees
+    assert executor.storage.data_root == free_root()
