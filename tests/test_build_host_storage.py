@@ -28,6 +28,7 @@ from binderhub_service.executors.local import LocalDockerExecutor
 
 from .conftest import stop_process
 from .repos import hello_repo
+from .sse import read_events
 from .test_local_executor import build_dirs, containers_labelled, request_for
 
 pytestmark = pytest.mark.docker
@@ -294,3 +295,18 @@ async def test_the_service_does_not_start_when_it_cannot_read_the_free_space(bui
     executor.storage.data_root = ""
     await executor.prepare()  # the engine's own data root, which this host sees
     assert executor.storage.data_root == free_root()
+
+
+async def test_through_the_service_a_low_disk_fails_the_stream_with_the_reason(
+    service_factory, git_server, base_image
+):
+    url, sha = git_server.make_repo("low-disk-service", hello_repo(base_image, "never"))
+    service = service_factory(
+        f"c.BuildHostStorage.min_free_bytes = {free_bytes() + 1024**4}",
+        "c.BuildHostStorage.low_disk_action = 'fail'",
+    )
+    stream = await read_events(service.git_build_url(url, sha), timeout=120)
+    assert stream.phases[-1] == "failed"
+    assert "Not built: the build host has " in stream.messages[-1]
+    assert "a build needs to start. Try again later." in stream.messages[-1]
+    assert not any(phase in stream.phases for phase in ("fetching", "building"))
