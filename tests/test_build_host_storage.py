@@ -27,7 +27,7 @@ from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.local import LocalDockerExecutor
 
 from .conftest import stop_process
-from .repos import hello_repo
+from .repos import dockerfile, hello_repo
 from .sse import read_events
 from .test_local_executor import build_dirs, containers_labelled, request_for
 
@@ -310,3 +310,42 @@ async def test_through_the_service_a_low_disk_fails_the_stream_with_the_reason(
     assert "Not built: the build host has " in stream.messages[-1]
     assert "a build needs to start. Try again later." in stream.messages[-1]
     assert not any(phase in stream.phases for phase in ("fetching", "building"))
+
+
+@pytest.fixture(scope="module")
+def loaded_engine(own_engine: Engine, build_image: str, base_image: str) -> Engine:
+    """The module's own engine with the build image and the base image in it."""
+    with subprocess.Popen(
+        ["docker", "save", build_image, base_image], stdout=subprocess.PIPE
+    ) as saved:
+        subprocess.run(["docker", "load", "-q"], stdin=saved.stdout, env=own_engine.env, check=True)
+    assert saved.returncode == 0
+    return own_engine
+
+
+async def test_the_executor_keeps_the_cache_under_its_size_across_builds(
+    loaded_engine, git_server, base_image, r2d_config, build_image, registry, tmp_path, monkeypatch
+):
+    """Real repo2docker builds on the module's own engine, pushed, their images then
+    removed (their layers become cache): after each, the cache is pruned to its size."""
+    monkeypatch.setenv("DOCKER_HOST", loaded_engine.env["DOCKER_HOST"])
+    limit = 4 * 10**6
+    executor = executor_for(
+        r2d_config, build_image, tmp_path, build_cache_max_bytes=limit, remove_pushed_images=True
+    )
+    executor.engine_socket = loaded_engine.socket
+    before = pruned_total()
+    sizes = []
+    for n in range(3):
+        line = f"head -c {BLOB_BYTES} /dev/urandom > /blob-{uuid.uuid4().hex}"
+        url, sha = git_server.make_repo(f"cache-{n}", {"Dockerfile": dockerfile(base_image, line)})
+        name = f"bhs-storage-test-{uuid.uuid4().hex[:8]}"
+        request = replace(
+            request_for(url, sha), image_name=f"{registry.host}/{name}:{sha}", push=True
+        )
+        await executor.run(request, lambda event: None)
+        await executor.storage.idle()
+        assert registry.tags(name) == [sha]
+        sizes.append(await executor.storage.cache_bytes())
+    assert all(size <= limit for size in sizes), sizes
+    assert pruned_total() - before >= 2 * BLOB_BYTES

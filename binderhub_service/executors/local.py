@@ -221,11 +221,12 @@ class LocalDockerExecutor(BuildExecutor):
             self.log.info(
                 "Build %s: running repo2docker for %s", request.build_id, request.image_name
             )
+            # The build cache is pruned after the push, once the local copy may be gone.
             async with self.storage.building():
                 await self._build(request, tmpdir, checkout, emit, record)
-            if request.push:
-                await self._push(request, tmpdir, emit, record)
-                await self.storage.pushed(request.image_name)
+                if request.push:
+                    await self._push(request, tmpdir, emit, record)
+                    await self.storage.pushed(request.image_name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
