@@ -22,6 +22,7 @@ from . import __version__
 from .auth import AuthConfigError, ServiceAuth
 from .build_requests import BuildRequests
 from .builds import BuildManager
+from .engine_storage import BuildHostStorage
 from .errors import ServiceError
 from .executors.base import BuildExecutor
 from .executors.local import LocalDockerExecutor
@@ -301,6 +302,7 @@ class BinderHubService(Application):
     ).tag(config=True)
 
     classes = [
+        BuildHostStorage,
         BuildManager,
         BuildRecorder,
         DockerRegistry,
@@ -359,6 +361,7 @@ class BinderHubService(Application):
         self.init_redactor()
         self.init_store()
         self.init_builds()
+        self.init_build_host()
         self.init_gc()
         self.init_health()
         self.init_tornado_app()
@@ -450,18 +453,50 @@ class BinderHubService(Application):
             parent=self, executor=self.executor, observers=[self.recorder], redactor=self.redactor
         )
 
+    def init_build_host(self) -> None:
+        """Without a registry, the local executor's image budget needs the records."""
+        if isinstance(self.executor, LocalDockerExecutor) and not self.use_registry:
+            storage = self.executor.storage
+            storage.image_prefix = self.image_prefix
+            storage.usage = self._local_image_usage
+            storage.forget = self.images.forget
+
+    async def _local_image_usage(self) -> tuple[set[str], dict[str, float]]:
+        """Images to keep locally (saved, building) and when each was last used."""
+        await self.recorder.flush()
+        usage = await self.store.image_usage(self.image_prefix)
+        keep = {image.image for image in await self.store.list_images()}
+        keep |= {name for name, (_, building) in usage.items() if building}
+        return keep, {name: used for name, (used, _) in usage.items()}
+
     def init_gc(self) -> None:
         """Garbage collection on request (``POST api/v1/gc``), when images go to a registry."""
         self.gc_runner = None
         if self.use_registry:
+            collector = GarbageCollector(parent=self)
+            self.redactor.add(collector.hub_api_token)
             self.gc_runner = GcRunner(
-                GarbageCollector(parent=self),
+                collector,
                 self.registry,
                 self.store,
                 self.image_prefix,
                 forget=self.images.forget,
                 flush=self.recorder.written,
             )
+
+    def start_gc_schedule(self) -> asyncio.Task[None] | None:
+        """Garbage collection every ``GarbageCollector.interval_hours``, when set."""
+        if self.gc_runner is None or not self.gc_runner.collector.interval_hours:
+            return None
+        collector = self.gc_runner.collector
+        self.log.info(
+            "Garbage collection every %g hours (%s)",
+            collector.interval_hours,
+            "dry run" if collector.scheduled_dry_run else "deleting",
+        )
+        return asyncio.create_task(
+            self.gc_runner.run_every(collector.interval_hours * 3600, collector.scheduled_dry_run)
+        )
 
     def init_health(self) -> None:
         checks = {"executor": self.executor.health}
@@ -610,6 +645,7 @@ class BinderHubService(Application):
             )
             self.exit(1)
         await self.executor.recover()
+        gc_task = self.start_gc_schedule()
         server = self.http_server()
         server.add_sockets(sockets)
         self.log.info(
@@ -627,6 +663,8 @@ class BinderHubService(Application):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         self.log.info("Shutting down")
+        if gc_task is not None:
+            gc_task.cancel()
         server.stop()
         await self.build_manager.shutdown()
         await self.stop_store()

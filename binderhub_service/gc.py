@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Float, Integer
+from traitlets import Bool, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .errors import ServiceError, UpstreamError
 from .gc_policy import Decision, ImageFacts, Policy, decide
+from .hub_servers import HubUnavailable, running_images
 from .metrics import GC_BYTES_DELETED, GC_IMAGES_DELETED, GC_LAST_RUN, GcOutcome
 from .registry import DockerRegistry
 from .spawner import image_name_regex
@@ -72,11 +74,12 @@ def manifest_size(document: dict[str, Any]) -> int:
 class GarbageCollector(LoggingConfigurable):
     """Deletes images under the service's ``image_prefix`` that nobody uses.
 
-    An image is kept when a user saved it, a build of it is unfinished, it is
-    younger than ``min_age_days``, it was built or asked for within
-    ``unused_for_days``, or it is among the newest ``keep_last_per_repository``
-    of its repository; while the kept images exceed ``max_total_bytes`` the
-    least recently used of them (not saved, not building, not young) go too.
+    An image is kept when a user saved it, a build of it is unfinished, a
+    server the hub runs uses it, it is younger than ``min_age_days``, it was
+    built or asked for within ``unused_for_days``, or it is among the newest
+    ``keep_last_per_repository`` of its repository; while the kept images
+    exceed ``max_total_bytes`` the least recently used of them (not saved, not
+    building, not running, not young) go too.
     """
 
     unused_for_days = Float(
@@ -107,6 +110,74 @@ class GarbageCollector(LoggingConfigurable):
         Example: ``500 * 1024**3`` for 500 GiB.""",
     ).tag(config=True)
 
+    check_running_servers = Bool(
+        True,
+        help="""Ask JupyterHub which images its running servers were started with, and keep
+        them. Default on. The hub is asked at ``hub_api_url`` with ``hub_api_token``, which
+        needs the scopes ``list:users`` and ``read:servers``; when it cannot be asked, the run
+        stops with an error and deletes nothing. Set False only when no hub starts servers
+        from this service's images.""",
+    ).tag(config=True)
+
+    hub_api_url = Unicode(
+        help="""The hub's REST API, e.g. ``http://hub:8081/hub/api``. Default:
+        ``$JUPYTERHUB_API_URL`` (set by JupyterHub for its services).""",
+    ).tag(config=True)
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    hub_api_token = Unicode(
+        help="""Hub token the collector lists running servers with (scopes ``list:users`` and
+        ``read:servers``). Default: ``$JUPYTERHUB_API_TOKEN`` (the service's own token).""",
+    ).tag(config=True)
+
+    @default("hub_api_token")
+    def _default_hub_api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    interval_hours = Float(
+        0.0,
+        min=0.0,
+        help="""Hours between runs the service starts by itself (the first one this long
+        after it starts). Default 0: no scheduled runs (run ``binderhub-service gc`` or
+        ``POST api/v1/gc`` instead). Example: 24 for a daily run. Scheduled runs are dry
+        runs unless ``scheduled_dry_run`` is False.""",
+    ).tag(config=True)
+
+    scheduled_dry_run = Bool(
+        True,
+        help="""Whether scheduled runs (``interval_hours``) only decide and log what they
+        would delete. Default True: read the service log, then set False to delete.""",
+    ).tag(config=True)
+
+    hub_timeout = Float(30.0, help="Seconds each request to the hub may take. Default 30.").tag(
+        config=True
+    )
+
+    async def running_images(self, image_prefix: str) -> set[str]:
+        """Images under ``image_prefix`` the hub's running servers use (GcError if unknown)."""
+        if not self.check_running_servers:
+            return set()
+        if not self.hub_api_url or not self.hub_api_token:
+            raise GcError(
+                "Garbage collection keeps the images of running servers but does not know "
+                "the hub: set c.GarbageCollector.hub_api_url and hub_api_token (or run it "
+                "as a hub service), or set c.GarbageCollector.check_running_servers = False; "
+                "nothing was deleted."
+            )
+        ours = re.compile(image_name_regex(image_prefix))
+        try:
+            return await running_images(
+                self.hub_api_url, self.hub_api_token, ours, self.hub_timeout
+            )
+        except HubUnavailable as e:
+            raise GcError(
+                f"Cannot ask the hub at {self.hub_api_url} which images running servers use: "
+                f"{e}; nothing was deleted."
+            ) from None
+
     def policy(self) -> Policy:
         return Policy(
             unused_for_days=self.unused_for_days,
@@ -122,6 +193,7 @@ class GarbageCollector(LoggingConfigurable):
         ours = re.compile(image_name_regex(image_prefix))
         usage = await store.image_usage(image_prefix)
         saved = {image.image for image in await store.list_images()}
+        running = await self.running_images(image_prefix)
         facts: list[ImageFacts] = []
         digests: dict[str, str] = {}
         for repository in await registry.repositories(repository_prefix):
@@ -148,6 +220,7 @@ class GarbageCollector(LoggingConfigurable):
                         last_used=last_used,
                         saved=name in saved,
                         building=building,
+                        running=name in running,
                     )
                 )
         return facts, digests
@@ -173,15 +246,21 @@ class GarbageCollector(LoggingConfigurable):
         image_prefix: str,
         dry_run: bool = False,
         forget: Callable[[str], None] | None = None,
+        before_delete: Callable[[], Awaitable[object]] | None = None,
     ) -> GcReport:
         """Decide for every image under ``image_prefix``; unless ``dry_run``, delete.
 
         Before anything is deleted the registry is asked (with a digest no image
         has) whether it deletes at all, so a refusal changes nothing. ``forget``
         is called with each deleted image's name (e.g. to drop it from a cache).
+        ``before_delete`` is awaited just before the records and the hub are read
+        again (e.g. to flush the records), so that an image asked for, built or
+        started since the decisions is kept.
         """
         try:
-            report = await self._collect(registry, store, image_prefix, dry_run, forget)
+            report = await self._collect(
+                registry, store, image_prefix, dry_run, forget, before_delete
+            )
         except (GcError, UpstreamError):
             GC_LAST_RUN.labels(outcome=GcOutcome.FAILURE.value).set(time.time())
             raise
@@ -195,6 +274,7 @@ class GarbageCollector(LoggingConfigurable):
         image_prefix: str,
         dry_run: bool,
         forget: Callable[[str], None] | None,
+        before_delete: Callable[[], Awaitable[object]] | None,
     ) -> GcReport:
         if "/" not in image_prefix:
             raise GcError(
@@ -215,12 +295,30 @@ class GarbageCollector(LoggingConfigurable):
         if dry_run or not doomed:
             return report
         await self._check_deletes(registry, doomed[0].repository)
-        # A build may have started since the facts were gathered: keep its image.
+        # A request, a build or a server may have come since the facts were gathered:
+        # keep its image.
+        if before_delete is not None:
+            await before_delete()
         usage = await store.image_usage(image_prefix)
+        running = await self.running_images(image_prefix)
+        late: dict[str, str] = {}
+        for image in doomed:
+            last_used, building = usage.get(image.name, (0.0, False))
+            if building:
+                late[image.name] = "a build of it started during the run"
+            elif last_used > image.last_used:
+                late[image.name] = "asked for during the run"
+            elif image.name in running:
+                late[image.name] = "a server using it started during the run"
+        report.decisions = [
+            Decision(d.image, False, late[d.image.name]) if d.image.name in late else d
+            for d in report.decisions
+        ]
+        spared = {digests[name] for name in late}
         done: set[str] = set()
         for image in doomed:
-            if usage.get(image.name, (0.0, False))[1]:
-                self.log.info("Keeping %s: a build of it started", image.name)
+            if image.name in late or digests[image.name] in spared:
+                self.log.info("Keeping %s: %s", image.name, late.get(image.name, "same manifest"))
                 continue
             digest = digests[image.name]
             if digest not in done:
@@ -266,11 +364,40 @@ class GcRunner:
         self.flush = flush
         self._lock = asyncio.Lock()
 
+    async def run_every(self, interval: float, dry_run: bool) -> None:
+        """Run every ``interval`` seconds until cancelled; a failed run is logged, not fatal."""
+        log = self.collector.log
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                report = await self.run(dry_run)
+            except (ServiceError, UpstreamError) as e:
+                log.error("Scheduled garbage collection failed: %s", e)
+                continue
+            doomed = [d.image.name for d in report.decisions if d.delete]
+            if dry_run:
+                log.info(
+                    "Scheduled garbage collection (dry run) would delete %d image(s): %s",
+                    len(doomed),
+                    ", ".join(doomed) or "none",
+                )
+            else:
+                log.info(
+                    "Scheduled garbage collection deleted %d image(s), %d bytes",
+                    len(report.deleted),
+                    report.deleted_bytes,
+                )
+
     async def run(self, dry_run: bool) -> GcReport:
         if self._lock.locked():
             raise ServiceError("A garbage collection is running; try again when it ends.", 409)
         async with self._lock:
             await self.flush()
             return await self.collector.collect(
-                self.registry, self.store, self.image_prefix, dry_run, forget=self.forget
+                self.registry,
+                self.store,
+                self.image_prefix,
+                dry_run,
+                forget=self.forget,
+                before_delete=self.flush,
             )

@@ -14,7 +14,7 @@ class ImageFacts:
 
     ``created`` is when it was built and ``last_used`` when a build of it was
     last asked for or ended (seconds since the epoch; 0 when unknown);
-    ``size`` is in bytes.
+    ``size`` is in bytes; ``running`` says a server the hub runs uses it.
     """
 
     name: str
@@ -24,6 +24,7 @@ class ImageFacts:
     last_used: float = 0.0
     saved: bool = False
     building: bool = False
+    running: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ def _latest_per_repository(images: Iterable[ImageFacts], n: int) -> set[str]:
 def decide(images: Sequence[ImageFacts], policy: Policy, now: float) -> list[Decision]:
     """Keep or delete each image, in the order given.
 
-    Protected first: saved by a user, a build of it unfinished, of unknown age
+    Protected first: saved by a user, a build of it unfinished, used by a
+    running server, of unknown age
     (no creation time and no build record), younger than ``min_age_days``.
     Then kept: used within ``unused_for_days`` or among the newest
     ``keep_last_per_repository`` of its repository; the rest is deleted.
@@ -80,6 +82,8 @@ def decide(images: Sequence[ImageFacts], policy: Policy, now: float) -> list[Dec
             decision = Decision(image, False, "saved by a user")
         elif image.building:
             decision = Decision(image, False, "a build of it is running")
+        elif image.running:
+            decision = Decision(image, False, "a running server uses it")
         elif not image.created and not image.last_used:
             decision = Decision(image, False, "age unknown")
         elif image.created and age_days < policy.min_age_days:

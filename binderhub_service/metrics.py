@@ -69,3 +69,18 @@ GC_LAST_RUN = Gauge(
     "When garbage collection last ended (seconds since the epoch), by outcome",
     ["outcome"],
 )
+
+BUILD_CACHE_BYTES = Gauge(
+    "binderhub_service_build_cache_bytes",
+    "Bytes of the local engine's build cache that no image holds, when last measured",
+)
+
+BUILD_CACHE_PRUNED_BYTES = Counter(
+    "binderhub_service_build_cache_pruned_bytes",
+    "Bytes the local engine's build cache prunes freed",
+)
+
+ENGINE_FREE_BYTES = Gauge(
+    "binderhub_service_engine_free_bytes",
+    "Free bytes on the local engine's disk (its data root), when last measured",
+)

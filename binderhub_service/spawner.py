@@ -13,7 +13,9 @@ When a spawn's ``user_options`` carry ``repo`` (and optionally ``ref`` and
 ``provider``), the hook asks the service to build it on behalf of the spawning
 user (a JSON ``POST api/v1/builds``: the options travel in the body, never in
 the URL), follows the build's event stream until ``ready`` and sets the
-spawner's ``image``. A failed build fails the spawn with the build's reason.
+spawner's ``image`` (and notes it in the spawn's ``user_options`` as
+``binderhub_service_image``, for garbage collection). A failed build fails the
+spawn with the build's reason.
 
 The hook authenticates with its own hub token, which needs the service's access
 scope and its admin scope: the admin scope is what lets it name the user the
@@ -36,6 +38,7 @@ from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .auth import ON_BEHALF_OF_ARGUMENT
+from .hub_servers import IMAGE_OPTION
 
 
 class ImageBuildError(web.HTTPError):
@@ -73,6 +76,19 @@ def image_name_regex(image_prefix: str) -> str:
     only pick images this service built (see :func:`binderhub_service.naming.image_name`).
     """
     return "^" + re.escape(image_prefix.lower()) + r"[a-z0-9-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+def record_image(spawner: Any, image: str) -> None:
+    """Note ``image`` in the spawn's ``user_options``, where the hub's REST API shows it.
+
+    Garbage collection reads it there to keep the images of running servers. The
+    options are stored too (as JupyterHub stores them), so a hub restart keeps it.
+    """
+    options = {**(spawner.user_options or {}), IMAGE_OPTION: image}
+    spawner.user_options = options
+    orm_spawner = getattr(spawner, "orm_spawner", None)
+    if orm_spawner is not None:
+        orm_spawner.user_options = options
 
 
 class SSEParser:
@@ -146,6 +162,7 @@ class BinderHubBuildHook(LoggingConfigurable):
         image = await self.build(user, body)
         self.log.info("Built %s for %s: %s", body, user, image)
         spawner.image = image
+        record_image(spawner, image)
 
     async def build(self, user: str, body: dict[str, str]) -> str:
         """Ask for the build of ``body`` for ``user``, follow it; the image, or ImageBuildError."""

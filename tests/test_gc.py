@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ GC_CONFIG = {
         "unused_for_days": 0,
         "min_age_days": 0,
         "keep_last_per_repository": 0,
+        "check_running_servers": False,
     }
 }
 
@@ -80,14 +83,17 @@ def own_registry(tmp_path: Path) -> Iterator[Registry]:
     stop_process(proc)
 
 
-def write_config(path: Path, registry: Registry, db: str) -> Path:
+def write_config(path: Path, registry: Registry, db: str, *lines: str) -> Path:
+    """A service config whose collector deletes anything unprotected; no hub unless
+    ``lines`` configure one."""
+    hub = lines or ("c.GarbageCollector.check_running_servers = False",)
     path.write_text(
         f"c.DockerRegistry.url = {registry.url!r}\n"
         f"c.BinderHubService.db_url = {db!r}\n"
         f"c.BinderHubService.image_prefix = {registry.host + '/binder-'!r}\n"
         "c.GarbageCollector.unused_for_days = 0\n"
         "c.GarbageCollector.min_age_days = 0\n"
-        "c.GarbageCollector.keep_last_per_repository = 0\n"
+        "c.GarbageCollector.keep_last_per_repository = 0\n" + "\n".join(hub) + "\n"
     )
     return path
 
@@ -98,6 +104,7 @@ def run_gc(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         cwd=config.parent,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")},
     )
 
 
@@ -239,4 +246,89 @@ async def test_an_image_whose_build_is_running_is_kept(
     assert report.as_json()["keep"] == [{"image": image, "reason": "a build of it is running"}]
     assert report.deleted == [idle]
     assert manifest_status(own_registry, image) == 200
+    assert manifest_status(own_registry, idle) == 404
+
+
+def test_a_hub_that_does_not_answer_stops_the_run_before_any_delete(
+    own_registry: Registry, tmp_path: Path
+) -> None:
+    image = push(own_registry, tmp_path, "binder-maybe:aaa")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'hubless.sqlite'}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    hub = f"http://127.0.0.1:{closed}/hub/api"
+    config = write_config(
+        tmp_path / "config.py",
+        own_registry,
+        db,
+        f"c.GarbageCollector.hub_api_url = {hub!r}",
+        "c.GarbageCollector.hub_api_token = 'not-a-real-token'",
+    )
+    for args in ((), ("--dry-run",)):
+        result = run_gc(config, *args)
+        assert result.returncode == 1, result.stdout
+        errors = [line for line in result.stderr.splitlines() if "CRITICAL" in line]
+        assert len(errors) == 1, result.stderr
+        assert f"Cannot ask the hub at {hub} which images running servers use" in errors[0]
+        assert "nothing was deleted" in errors[0]
+        assert "not-a-real-token" not in result.stderr
+    assert manifest_status(own_registry, image) == 200
+
+
+def test_no_hub_configured_is_refused_unless_servers_are_not_checked(
+    own_registry: Registry, tmp_path: Path
+) -> None:
+    image = push(own_registry, tmp_path, "binder-nohub:aaa")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'nohub.sqlite'}"
+    config = write_config(tmp_path / "config.py", own_registry, db, "")
+    result = run_gc(config)
+    assert result.returncode == 1
+    assert "check_running_servers = False" in result.stderr
+    assert manifest_status(own_registry, image) == 200
+
+
+async def test_images_asked_for_or_built_during_the_run_are_kept(
+    own_registry: Registry, tmp_path: Path
+) -> None:
+    asked = push(own_registry, tmp_path, "binder-asked:aaa")
+    built = push(own_registry, tmp_path, "binder-built:bbb")
+    idle = push(own_registry, tmp_path, "binder-idle:ccc")
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'race.sqlite'}")
+    await store.open()
+    old = {"state": "succeeded", "created": 1000.0, "finished": 1001.0}
+    await store.write(
+        new_builds=[build_row(f"old-{n}", image_name=i, **old) for n, i in enumerate([asked, idle])]
+    )
+
+    async def meanwhile() -> None:
+        """What arrives between the decisions and the deletes."""
+        now = time.time()
+        await store.write(
+            new_builds=[
+                build_row("found", image_name=asked, state="succeeded", created=now, finished=now),
+                build_row("started", image_name=built, state="running", created=now),
+            ]
+        )
+
+    try:
+        collector = GarbageCollector(config=Config(GC_CONFIG))
+        report = await collector.collect(
+            DockerRegistry(url=own_registry.url),
+            store,
+            f"{own_registry.host}/binder-",
+            before_delete=meanwhile,
+        )
+    finally:
+        await store.close()
+    assert report.as_json() == {
+        "delete": [{"image": idle, "reason": "unused for 0.0 days"}],
+        "keep": [
+            {"image": asked, "reason": "asked for during the run"},
+            {"image": built, "reason": "a build of it started during the run"},
+        ],
+    }
+    assert report.deleted == [idle]
+    assert manifest_status(own_registry, asked) == 200
+    assert manifest_status(own_registry, built) == 200
     assert manifest_status(own_registry, idle) == 404

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default, observe
 
 from ..build_container import (
     CONFIG_FILE,
@@ -32,6 +32,7 @@ from ..build_container import (
     docker_run_args,
     repo2docker_config,
 )
+from ..engine_storage import BuildHostStorage
 from ..errors import BuildFailed, ServiceError, UpstreamError
 from ..events import BuildEvent, Phase
 from ..fetch import CheckURL, Fetcher, FetchSettings, Source, source_provider
@@ -109,6 +110,9 @@ class LocalDockerExecutor(BuildExecutor):
     namespace's root, which is that user on the host (with every capability
     dropped): the only user of the namespace that can read the service's build
     directories.
+
+    The engine's disk is looked after by :attr:`storage`
+    (:class:`~binderhub_service.engine_storage.BuildHostStorage`).
     """
 
     name = "local"
@@ -210,6 +214,17 @@ class LocalDockerExecutor(BuildExecutor):
     # Whether the engine is rootless, once it has answered.
     _rootless: bool | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.storage = BuildHostStorage(parent=self)
+        self.storage.engine_socket = self.engine_socket
+        self.storage.docker = self._docker
+
+    @observe("engine_socket")
+    def _engine_socket_changed(self, change: dict[str, Any]) -> None:
+        if hasattr(self, "storage"):
+            self.storage.engine_socket = change["new"]
+
     def _work_dir(self) -> str:
         if not self.work_dir:
             raise ServiceError("LocalDockerExecutor.work_dir is not set.")
@@ -253,13 +268,17 @@ class LocalDockerExecutor(BuildExecutor):
             self.check_url,
         )
         try:
+            await self.storage.wait_for_space(emit)
             checkout = await fetcher.fetch(self._source(request), tmpdir, emit)
             self.log.info(
                 "Build %s: running repo2docker for %s", request.build_id, request.image_name
             )
-            await self._build(request, tmpdir, checkout, emit, record)
-            if request.push:
-                await self._push(request, tmpdir, emit, record)
+            # The build cache is pruned after the push, once the local copy may be gone.
+            async with self.storage.building():
+                await self._build(request, tmpdir, checkout, emit, record)
+                if request.push:
+                    await self._push(request, tmpdir, emit, record)
+                    await self.storage.pushed(request.image_name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -597,6 +616,7 @@ class LocalDockerExecutor(BuildExecutor):
                 if rootless:
                     self.log.info("The container engine is rootless.")
                 await self._start_step_limits()
+                await self.storage.check()
                 return
         except UpstreamError:
             out = "no answer in time"

@@ -301,7 +301,8 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Run registry garbage collection (admins only)",
                 "description": (
                     "Deletes images under the service's image prefix that nobody uses "
-                    "(see c.GarbageCollector) and forgets them in the found-image cache."
+                    "(see c.GarbageCollector), keeping those of the hub's running servers, "
+                    "and forgets them in the found-image cache."
                 ),
                 "parameters": [
                     {
@@ -317,7 +318,10 @@ _DOCUMENT: dict[str, Any] = {
                     "400": _error("dry_run is neither true nor false."),
                     "403": _error("The caller is not an admin."),
                     "409": _error("No registry is configured, or a run is under way."),
-                    "502": _error("The registry refused deletes or answered badly."),
+                    "502": _error(
+                        "The registry refused deletes or answered badly, or the hub could "
+                        "not say which images running servers use; nothing was deleted."
+                    ),
                 },
             }
         },

@@ -5,7 +5,9 @@ Images are small ones pushed with ``docker push`` to a registry with deletes on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,7 @@ async def gc_api(tmp_path: Path) -> AsyncIterator[tuple[Api, Registry]]:
         "c.GarbageCollector.unused_for_days = 0",
         "c.GarbageCollector.min_age_days = 0",
         "c.GarbageCollector.keep_last_per_repository = 0",
+        "c.GarbageCollector.check_running_servers = False",
     )
     await service.start_store()
     sock, port = bind_unused_port()
@@ -90,3 +93,50 @@ async def test_gc_without_a_registry_is_a_conflict(api: Api) -> None:
     assert "no registry" in body["message"]
     status, body = await api.call("POST", "gc?dry_run=maybe", user="root", admin=True)
     assert status == 400
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def last_run() -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "binderhub_service_gc_last_run_timestamp_seconds", {"outcome": "success"}
+        )
+        or 0.0
+    )
+
+
+async def test_scheduled_runs_are_dry_runs_until_told_to_delete(
+    gc_api: tuple[Api, Registry], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    api, registry = gc_api
+    caplog.set_level(logging.INFO)
+    image = push(registry, tmp_path, "binder-scheduled:aaa")
+    collector = api.service.gc_runner.collector
+    assert collector.scheduled_dry_run is True
+    assert api.service.start_gc_schedule() is None  # interval_hours is 0 by default
+
+    before = last_run()
+    collector.interval_hours = 0.01 / 3600
+    task = api.service.start_gc_schedule()
+    assert task is not None
+    try:
+        await wait_until(lambda: last_run() > before)
+        await wait_until(lambda: "(dry run) would delete 1 image(s)" in caplog.text)
+        assert manifest_status(registry, image) == 200
+    finally:
+        task.cancel()
+
+    collector.scheduled_dry_run = False
+    task = api.service.start_gc_schedule()
+    assert task is not None
+    try:
+        await wait_until(lambda: manifest_status(registry, image) == 404)
+        await wait_until(lambda: "Scheduled garbage collection deleted 1 image(s)" in caplog.text)
+    finally:
+        task.cancel()

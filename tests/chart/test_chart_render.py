@@ -633,9 +633,16 @@ def test_notes_snippet_matches_the_service(render: Render, helm: str, tmp_path: 
     # JupyterHub registers a service's OAuth client under these, from its name.
     assert env["JUPYTERHUB_CLIENT_ID"] == f"service-{name}"
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == f"/services/{name}/oauth_callback"
-    (role,) = hub["loadRoles"].values()
+    roles = hub["loadRoles"]
+    assert sorted(roles) == [f"{name}-gc", f"{name}-users"]
     build_scope = ServiceAuth.build_scope.default_value
-    assert role["scopes"] == [f"access:services!service={name}", build_scope]
+    assert roles[f"{name}-users"]["scopes"] == [f"access:services!service={name}", build_scope]
+    # Garbage collection lists running servers with the service's own token.
+    assert roles[f"{name}-gc"] == {
+        "description": "Let binderhub-service see the images of running servers",
+        "scopes": ["list:users", "read:servers"],
+        "services": [name],
+    }
     assert build_scope in hub["config"]["JupyterHub"]["custom_scopes"]
 
 
@@ -652,7 +659,7 @@ def test_step_limits_run_beside_the_build_daemon(render: Render) -> None:
     kinds = by_kind(manifests)
     pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
     assert pod["shareProcessNamespace"] is True
-    dind, limiter = pod["containers"]
+    dind, limiter, _ = pod["containers"]
     assert dind["name"] == "dind"
     assert limiter["name"] == "step-limits"
     assert (
@@ -689,9 +696,54 @@ def test_step_limits_need_the_build_daemon(helm: str, tmp_path: Path) -> None:
     assert "buildDaemon.stepLimits needs buildDaemon.enabled" in helm_template_error(helm, values)
 
 
+def test_step_limits_need_the_dind_build_daemon(helm: str, tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {"buildDaemon": {"mode": "rootlessBuildkit", "stepLimits": {"memory": "2G"}}}
+        )
+    )
+    assert "applies to the dind build daemon only" in helm_template_error(helm, values)
+
+
 def test_no_step_limits_by_default(render: Render) -> None:
     manifests = render()
     pod = by_kind(manifests)["DaemonSet"]["spec"]["template"]["spec"]
     assert "shareProcessNamespace" not in pod
-    assert [c["name"] for c in pod["containers"]] == ["dind"]
+    assert [c["name"] for c in pod["containers"]] == ["dind", "cache-prune"]
     assert "build_memory_limit" not in service_config(manifests)["KubernetesExecutor"]
+
+
+def test_the_build_daemons_cache_is_pruned_by_a_sidecar(render: Render) -> None:
+    spec = by_kind(render())["DaemonSet"]["spec"]["template"]["spec"]
+    dind, prune = spec["containers"]
+    assert prune["name"] == "cache-prune" and prune["image"] == dind["image"]
+    env = {e["name"]: e["value"] for e in prune["env"]}
+    assert env == {
+        "DOCKER_HOST": "unix:///var/run/dind/docker.sock",
+        "KEEP_STORAGE": "20GB",
+        "PRUNE_INTERVAL": "3600",
+    }
+    assert 'docker builder prune --force --keep-storage "$KEEP_STORAGE"' in prune["command"][2]
+    assert prune["volumeMounts"] == [{"name": "socket-dir", "mountPath": "/var/run/dind"}]
+    assert "privileged" not in prune["securityContext"]
+
+    values = {"buildDaemon": {"cachePrune": {"keepStorage": "5GB", "intervalSeconds": 600}}}
+    spec = by_kind(render(values))["DaemonSet"]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in spec["containers"][1]["env"]}
+    assert (env["KEEP_STORAGE"], env["PRUNE_INTERVAL"]) == ("5GB", "600")
+
+    values = {"buildDaemon": {"cachePrune": {"enabled": False}}}
+    spec = by_kind(render(values))["DaemonSet"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in spec["containers"]] == ["dind"]
+
+
+def test_scheduled_garbage_collection_is_off_and_dry_by_default(render: Render) -> None:
+    assert service_config(render())["GarbageCollector"] == {
+        "interval_hours": 0,
+        "scheduled_dry_run": True,
+    }
+    config = service_config(
+        render({"config": {"GarbageCollector": {"interval_hours": 24, "scheduled_dry_run": False}}})
+    )
+    assert config["GarbageCollector"] == {"interval_hours": 24, "scheduled_dry_run": False}

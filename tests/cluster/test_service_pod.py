@@ -131,8 +131,7 @@ async def service_pod(
     assert service["url"] == f"http://{fullname}.{NAMESPACE}.svc:{port}"
     service["url"] = f"http://127.0.0.1:{port}"  # no cluster DNS here
     service["apiToken"] = token
-    (role,) = hub_values["loadRoles"].values()
-    role["users"] = ["alice"]
+    hub_values["loadRoles"]["binder-users"]["users"] = ["alice"]
     hub_root = tmp_path / "hub"
     hub_root.mkdir()
     hub = await asyncio.to_thread(

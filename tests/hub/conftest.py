@@ -11,6 +11,9 @@ the token of the spawner hook; the ``test-admin`` service creates user tokens
 and groups. The services may read users' groups (``read:users:groups``), for
 saved images shared with groups.
 
+Each binderhub-service may list the hub's running servers (``list:users`` and
+``read:servers``), as garbage collection needs.
+
 The ``other_hub`` is a second, independent hub (its own database, cookie secret
 and tokens) with builders ``alice`` (named like a user of the first hub) and
 ``mallory``, started only by the tests that need it.
@@ -206,6 +209,11 @@ def hub_config(
                 "name": "binder-spawn-hook",
                 "scopes": {[*scopes, "custom:binderhub-service:admin"]!r},
                 "services": ["spawn-hook"],
+            }},
+            {{
+                "name": "binder-gc",
+                "scopes": ["list:users", "read:servers"],
+                "services": {list(service_ports)!r},
             }},
             {{
                 "name": "test-admin",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from binderhub_service.spawner import BinderHubBuildHook, SSEParser, build_request
+from binderhub_service.hub_servers import IMAGE_OPTION
+from binderhub_service.spawner import BinderHubBuildHook, SSEParser, build_request, record_image
 
 
 def test_git_repositories_are_sent_as_url_and_ref() -> None:
@@ -40,3 +41,18 @@ def test_sse_parser_handles_split_chunks_and_comments() -> None:
     ):
         parser.feed(chunk)
     assert events == [{"phase": "waiting"}, {"a": 1}]
+
+
+def test_the_built_image_is_noted_in_the_spawns_options() -> None:
+    class OrmSpawner:
+        user_options: dict = {}
+
+    class Spawner:
+        user_options = {"repo": "https://example.org/r.git"}
+        orm_spawner = OrmSpawner()
+
+    spawner = Spawner()
+    record_image(spawner, "reg/binder-r:1")
+    expected = {"repo": "https://example.org/r.git", IMAGE_OPTION: "reg/binder-r:1"}
+    assert spawner.user_options == expected
+    assert spawner.orm_spawner.user_options == expected

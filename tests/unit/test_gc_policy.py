@@ -34,6 +34,19 @@ def test_images_building_are_kept() -> None:
     assert result == {"b": (False, "a build of it is running")}
 
 
+def test_images_of_running_servers_are_kept() -> None:
+    result = verdicts([image("u", running=True, last_used=NOW - 99 * DAY)], NO_KEEP)
+    assert result == {"u": (False, "a running server uses it")}
+
+
+def test_images_of_running_servers_are_not_evicted_for_size() -> None:
+    policy = Policy(
+        unused_for_days=30, min_age_days=0, keep_last_per_repository=0, max_total_bytes=5
+    )
+    result = verdicts([image("u", running=True, last_used=NOW - DAY)], policy)
+    assert result == {"u": (False, "a running server uses it")}
+
+
 def test_images_of_unknown_age_are_kept() -> None:
     result = verdicts(
         [image("x", created=0.0), image("r", created=0.0, last_used=NOW - 99 * DAY)], NO_KEEP
