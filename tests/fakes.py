@@ -17,7 +17,8 @@ class FakeExecutor(BuildExecutor):
     ``pause_every`` of them, then "pushes".
 
     A repository URL containing ``fail`` fails with ``failure_message``; one
-    containing ``hang`` never ends until cancelled. Built images are
+    containing ``hang`` never ends until cancelled; one containing ``gated``
+    finishes only once :attr:`gate` is set. Built images are
     remembered, as an engine would.
     """
 
@@ -35,6 +36,8 @@ class FakeExecutor(BuildExecutor):
         self.images: set[str] = set()
         self.runs: list[BuildRequest] = []
         self.cancelled: list[str] = []
+        # Set by a test to let builds of ``gated`` repositories finish.
+        self.gate = asyncio.Event()
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         self.runs.append(request)
@@ -46,6 +49,8 @@ class FakeExecutor(BuildExecutor):
                     await asyncio.sleep(self.pause)
             if self.extra_line:
                 emit(BuildEvent(Phase.BUILDING, self.extra_line))
+            if "gated" in request.repo_url:
+                await self.gate.wait()
             if "hang" in request.repo_url:
                 await asyncio.Event().wait()
             if "fail" in request.repo_url:

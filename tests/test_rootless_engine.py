@@ -1,8 +1,9 @@
 """End to end on a rootless Docker engine: no process of a build runs as root.
 
 The engine is started by ``.ci/start-rootless-engine`` as an unprivileged user
-inside a user namespace, sharing the host's network namespace (so it pushes to
-the test registry on 127.0.0.1, and nothing leaves loopback). The service runs
+inside a user namespace, in a network namespace of its own with loopback only;
+the test registry's port on 127.0.0.1 is relayed into it, so nothing leaves
+loopback. The service runs
 as that user too, as the recommended setup has it. Everything is real: the
 engine, the registry, the git daemon, repo2docker in its build container.
 """
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.docker
 # Python 3 (the same minor version) with this environment's packages and nothing else.
 SYSTEM_PYTHON = "/usr/bin/python3"
 SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages"))
+PACKAGE_DIR = Path(__file__).parents[1] / "binderhub_service"
 LAUNCH = (
     "import site, sys; site.addsitedir(sys.argv.pop(1)); "
     "from binderhub_service.app import main; main()"
@@ -54,6 +56,47 @@ from repo2docker.contentproviders import Git
 c.DockerEngine.extra_buildx_build_args = ["--network=none"]
 c.Repo2Docker.content_providers = [Git]
 """
+
+
+def importable_as(uid: int, gid: int, site_packages: str) -> bool:
+    """Whether the user ``uid`` can import the service from ``site_packages``."""
+    check = "import site, sys; site.addsitedir(sys.argv[1]); import binderhub_service.app"
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-S", "-c", check, site_packages],
+        user=uid,
+        group=gid,
+        extra_groups=[],
+        env={"PATH": os.environ["PATH"]},
+        cwd="/",
+        capture_output=True,
+    )
+    return result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def engine_site_packages(rootless_engine: RootlessEngine) -> Iterator[str]:
+    """This environment's packages, where the engine's user can read them: in place
+    when it can, else a copy (hard links where the disk allows) under /var/tmp, as
+    when the checkout lives in a home directory closed to other users."""
+    engine = rootless_engine
+    if importable_as(engine.uid, engine.gid, SITE_PACKAGES):
+        yield SITE_PACKAGES
+        return
+    root = Path(tempfile.mkdtemp(prefix="bhs-rootless-site-", dir="/var/tmp"))
+    root.chmod(0o755)
+    site = root / "site-packages"
+    linked = subprocess.run(["cp", "-al", SITE_PACKAGES, str(site)], capture_output=True)
+    if linked.returncode != 0:
+        shutil.rmtree(site, ignore_errors=True)
+        shutil.copytree(SITE_PACKAGES, site, symlinks=True)
+    # The editable install points at the checkout: point it at a copy of the package.
+    for pth in site.glob("_editable_impl_binderhub_service*.pth"):
+        pth.unlink()
+    shutil.copytree(PACKAGE_DIR, root / "src" / "binderhub_service")
+    (site / "binderhub_service_src.pth").write_text(f"{root / 'src'}\n")
+    assert importable_as(engine.uid, engine.gid, str(site)), "the copy is not importable"
+    yield str(site)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -90,7 +133,7 @@ def write_config(directory: Path, engine: RootlessEngine, port: int, registry_ur
 
 
 def start_service(
-    config: Path, engine: RootlessEngine, as_engine_user: bool = True
+    config: Path, engine: RootlessEngine, site_packages: str, as_engine_user: bool = True
 ) -> subprocess.Popen:
     """``binderhub-service`` with ``DOCKER_HOST`` the rootless engine's (and nothing else of it)."""
     env = {
@@ -102,7 +145,7 @@ def start_service(
     user = {"user": engine.uid, "group": engine.gid, "extra_groups": []} if as_engine_user else {}
     with open(config.with_suffix(".log"), "w") as log:
         return subprocess.Popen(
-            [SYSTEM_PYTHON, "-S", "-c", LAUNCH, SITE_PACKAGES, "--config", str(config)],
+            [SYSTEM_PYTHON, "-S", "-c", LAUNCH, site_packages, "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=log,
             cwd=config.parent,
@@ -144,19 +187,18 @@ class ProcessWatch:
 
 
 async def test_rootless_engine_builds_pushes_and_finds_without_root(
-    rootless_engine, engine_user_dir, engine_registry, git_server, base_image
+    rootless_engine, engine_site_packages, engine_user_dir, engine_registry, git_server, base_image
 ):
     engine, registry = rootless_engine, engine_registry
     url, sha = git_server.make_repo("rootless-hello", hello_repo(base_image, "hello, rootless"))
     port = free_port()
     config = write_config(engine_user_dir, engine, port, registry.url)
-    service = start_service(config, engine)
+    service = start_service(config, engine, engine_site_packages)
     base = f"http://127.0.0.1:{port}/"
     try:
         try:
             wait_for_http(base + "versions", proc=service)
         except RuntimeError:
-            # E.g. the engine's user cannot read this checkout or its virtualenv.
             pytest.fail(f"the service did not start: {config.with_suffix('.log').read_text()}")
         with urllib.request.urlopen(base + "health") as response:
             health = json.load(response)
@@ -210,12 +252,14 @@ async def test_rootless_engine_builds_pushes_and_finds_without_root(
         engine.docker("image", "rm", "-f", image, capture_output=True)
 
 
-def test_service_of_another_user_refuses_a_rootless_engine(rootless_engine, tmp_path, registry):
+def test_service_of_another_user_refuses_a_rootless_engine(
+    rootless_engine, engine_site_packages, tmp_path, registry
+):
     """A rootless engine's build containers can read only its own user's files: a
     service of another user (root here) stops at start, naming the fix."""
     port = free_port()
     config = write_config(tmp_path, rootless_engine, port, registry.url)
-    service = start_service(config, rootless_engine, as_engine_user=False)
+    service = start_service(config, rootless_engine, engine_site_packages, as_engine_user=False)
     try:
         assert service.wait(60) == 1
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import BUILD_IMAGE, free_port
 
 TIMESTAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
 
@@ -190,7 +190,11 @@ def test_an_unreachable_database(tmp_path: Path) -> None:
     """A database that cannot be reached is named (without its password), after the checks."""
     url = f"postgresql+asyncpg://binder:hunter2@127.0.0.1:{free_port()}/binder"
     result = run_service(
-        tmp_path, f"c.BinderHubService.db_url = {url!r}", f"c.BinderHubService.port = {free_port()}"
+        tmp_path,
+        f"c.BinderHubService.db_url = {url!r}",
+        f"c.BinderHubService.port = {free_port()}",
+        # The database is opened after the build image is found.
+        f"c.LocalDockerExecutor.build_image = {BUILD_IMAGE!r}",
     )
     message = the_one_line(result)
     assert message.startswith(

@@ -56,20 +56,20 @@ async def test_build_lifecycle_and_stored_log(api: Api) -> None:
 
 
 async def test_identical_requests_share_one_build(api: Api) -> None:
-    api.executor.pause = 0.05
-    status1, first = await api.call("POST", "builds", git("shared"), user="alice")
-    status2, second = await api.call("POST", "builds", git("shared"), user="bob")
+    status1, first = await api.call("POST", "builds", git("gated-shared"), user="alice")
+    status2, second = await api.call("POST", "builds", git("gated-shared"), user="bob")
     assert (status1, status2) == (202, 202)
     assert first["id"] == second["id"] and len(api.executor.runs) == 1
     # Bob joined the build: he may see it, but not cancel it.
     assert (await api.call("GET", f"builds/{first['id']}", user="bob"))[0] == 200
     assert (await api.call("POST", f"builds/{first['id']}/cancel", user="bob"))[0] == 403
+    api.executor.gate.set()
     await wait_state(api, first["id"], "succeeded", user="alice")
     # The image exists now: the succeeded record comes back, no new build runs.
-    status, again = await api.call("POST", "builds", git("shared"), user="alice")
+    status, again = await api.call("POST", "builds", git("gated-shared"), user="alice")
     assert status == 200 and again["id"] == first["id"] and len(api.executor.runs) == 1
     # Carol never asked before: she gets a record of her own that says the image was found.
-    status, found = await api.call("POST", "builds", git("shared"), user="carol")
+    status, found = await api.call("POST", "builds", git("gated-shared"), user="carol")
     assert status == 200 and found["state"] == "succeeded" and found["id"] != first["id"]
     stream = await read_events(
         f"{api.url}builds/{found['id']}/events", headers={"X-Test-User": "carol"}

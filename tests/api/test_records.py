@@ -86,10 +86,10 @@ async def test_a_row_the_database_refuses_blocks_no_other_build(postgres_api: Ap
 
 
 async def test_joiners_do_not_see_who_started_a_build(api: Api) -> None:
-    api.executor.pause = 0.05
-    _, first = await api.call("POST", "builds", git("joined-by-bob"), user="alice")
-    status, joined = await api.call("POST", "builds", git("joined-by-bob"), user="bob")
+    _, first = await api.call("POST", "builds", git("gated-joined-by-bob"), user="alice")
+    status, joined = await api.call("POST", "builds", git("gated-joined-by-bob"), user="bob")
     assert status == 202 and joined["id"] == first["id"]
+    api.executor.gate.set()
     assert first["requester"] == "alice" and joined["requester"] is None
     done = await wait_state(api, first["id"], "succeeded", user="bob")
     assert done["requester"] is None
