@@ -151,6 +151,9 @@ async def test_save_copy_and_delete_an_image(page: Page, site: Site) -> None:
     assert copied == f"[![my-env]({badge_url})]({site.url}v2/saved/anonymous/my-env)"
     badge = await page.request.get(badge_url)
     assert badge.ok and "svg" in badge.headers["content-type"]
+    # The link copied is the launch route's page for this saved image.
+    launch = await page.request.get(f"{site.url}v2/saved/anonymous/my-env")
+    assert launch.ok and "static/launch.js" in await launch.text()
     await item.get_by_role("button", name="Delete my-env").click()
     await expect(item).to_have_count(0)
     same_origin(site)
