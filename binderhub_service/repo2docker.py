@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .events import BuildEvent, Phase
+from .failures import FailureClass, parse_failure_class
 
 # repo2docker marks a fatal error with one of these phases.
 _FAILURE_PHASES = frozenset({"failed", "failure"})
@@ -68,10 +69,15 @@ class LogLine:
 
     ``failure`` is set when repo2docker reported a fatal error on this line;
     its message becomes the build's failure reason instead of an event.
+    ``failure_class`` is the class a build pod's program gave that failure, if
+    any; ``text`` is the line's message as it came, for the failure classifier
+    only (it is never shown: a failure message may name paths).
     """
 
     event: BuildEvent | None
     failure: str | None = None
+    failure_class: FailureClass | None = None
+    text: str = ""
 
 
 def user_facing_failure(message: str) -> str:
@@ -104,13 +110,18 @@ def parse_log_line(line: str) -> LogLine:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return LogLine(BuildEvent(Phase.UNKNOWN, stripped))
+        return LogLine(BuildEvent(Phase.UNKNOWN, stripped), text=stripped)
     message = data.get("message")
     if not isinstance(message, str):
         message = "" if message is None else str(message)
     phase_name = data.get("phase")
     if phase_name in _FAILURE_PHASES:
-        return LogLine(None, failure=user_facing_failure(message))
+        return LogLine(
+            None,
+            failure=user_facing_failure(message),
+            failure_class=parse_failure_class(data.get("failure_class")),
+            text=message,
+        )
     try:
         phase = Phase(phase_name) if phase_name is not None else None
     except ValueError:
@@ -118,4 +129,4 @@ def parse_log_line(line: str) -> LogLine:
     if phase is not None and phase.is_final:
         # Only this service declares a build ready or failed.
         phase = Phase.UNKNOWN
-    return LogLine(BuildEvent(phase, message))
+    return LogLine(BuildEvent(phase, message), text=message)

@@ -89,6 +89,7 @@ def test_a_link_to_the_pods_environment_fails_before_the_build(
     assert events[-1] == {
         "phase": "failed",
         "message": "The build failed; the build log above shows why.",
+        "failure_class": "invalid_repository",
     }
     assert not any(event["phase"] == "building" for event in events if "phase" in event)
     assert SECRET not in json.dumps(events)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Dict, Int, List, Unicode
+from traitlets import Dict, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..events import BuildEvent
@@ -83,6 +83,19 @@ class BuildExecutor(LoggingConfigurable):
         build containers. Never put a secret here: a build can read them. Default: none.
         """,
     ).tag(config=True)
+
+    fetch_timeout = Float(
+        600.0,
+        help="""Seconds fetching a repository (its clone, or a record's download) may take
+        before the build fails with the class ``timeout``, whatever is left of the build's
+        own timeout: a host that stops answering holds a build slot this long at most.
+        Default 600; e.g. 120 where repositories are small.""",
+    ).tag(config=True)
+
+    def memory_limit(self) -> int | str | None:
+        """The memory limit of a build's steps, named in ``out_of_memory`` hints: bytes or a
+        quantity such as ``4Gi``; None (the default) when the executor sets none."""
+        return None
 
     def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
         return Repo2DockerOptions(

@@ -21,6 +21,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
+from ..failures import FailureClass, OutputClassifier, Step
 from ..fetch import source_provider
 from ..repo2docker import parse_log_line
 from .base import BuildExecutor, BuildRequest, EmitFunc
@@ -70,9 +71,21 @@ class BuildPod:
 
 
 class _LogOutcome:
-    """What the log stream learnt: repo2docker's failure reason, if it gave one."""
+    """What the log stream learnt: repo2docker's failure reason and the build pod's class
+    of it, if they were given, and a classifier that read every line."""
 
-    failure: str | None = None
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.failure_class: FailureClass | None = None
+        self.classifier = OutputClassifier(Step.BUILD)
+
+    def failure_class_of(self, status: PodStatus) -> FailureClass:
+        """Why the pod failed: its status, else what it said, else what its log shows."""
+        return (
+            status.failure_class()
+            or self.failure_class
+            or self.classifier.classify(status.exit_code)
+        )
 
 
 class _Grace:
@@ -496,7 +509,14 @@ class KubernetesExecutor(BuildExecutor):
             extra_labels=self.extra_labels,
             extra_annotations=self.extra_annotations,
             git_credential_secret_name=secret_name,
+            fetch_timeout=self.fetch_timeout,
         )
+
+    def memory_limit(self) -> int | str | None:
+        """The build container's memory limit (``resources``), if set."""
+        limits = self.resources.get("limits") or {}
+        limit = limits.get("memory") if isinstance(limits, dict) else None
+        return limit if isinstance(limit, int | str) else None
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         api = await self._api()
@@ -745,7 +765,10 @@ class KubernetesExecutor(BuildExecutor):
                 except TimeoutError:
                     raise BuildFailed(grace.reason) from None
                 if pod is None:
-                    raise BuildFailed("The build pod was deleted before the build finished")
+                    raise BuildFailed(
+                        "The build pod was deleted before the build finished",
+                        failure_class=FailureClass.INTERRUPTED,
+                    )
                 status = pod_status(pod)
                 if status.started and log_task is None:
                     log_task = asyncio.create_task(self._relay_log(api, name, emit, outcome))
@@ -757,13 +780,15 @@ class KubernetesExecutor(BuildExecutor):
                     await self._drain(log_task)
                     if status.phase == "Failed":
                         raise BuildFailed(
-                            outcome.failure or status.failure_reason(self.build_timeout)
+                            outcome.failure or status.failure_reason(self.build_timeout),
+                            failure_class=outcome.failure_class_of(status),
                         )
                     self.log.info("Build pod %s succeeded", name)
                     return
                 if status.terminating:
                     raise BuildFailed(
-                        "The build pod is being deleted (by someone else, or with its node)"
+                        "The build pod is being deleted (by someone else, or with its node)",
+                        failure_class=FailureClass.INTERRUPTED,
                     )
                 if status.waiting_reason in FATAL_WAITING_REASONS:
                     raise BuildFailed(status.failure_reason(self.build_timeout))
@@ -778,7 +803,10 @@ class KubernetesExecutor(BuildExecutor):
             if log_task is not None and not log_task.done():
                 log_task.cancel()
                 await asyncio.gather(log_task, return_exceptions=True)
-        raise BuildFailed("The build pod was deleted before the build finished")
+        raise BuildFailed(
+            "The build pod was deleted before the build finished",
+            failure_class=FailureClass.INTERRUPTED,
+        )
 
     def _graces(self) -> dict[frozenset[str], float]:
         """How long each group of retried waiting reasons may last, in seconds."""
@@ -814,8 +842,10 @@ class KubernetesExecutor(BuildExecutor):
             )
             async for line in lines:
                 parsed = parse_log_line(line)
+                outcome.classifier.feed(parsed.text)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
+                    outcome.failure_class = parsed.failure_class
                 elif parsed.event is not None:
                     emit(parsed.event)
         except asyncio.CancelledError:

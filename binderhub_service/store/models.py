@@ -41,6 +41,8 @@ class BuildRecord(Base):
     duration: Mapped[float | None] = mapped_column(Float)
     phase_times: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Why a failed or cancelled build ended (a FailureClass value); None for the others.
+    failure_class: Mapped[str | None] = mapped_column(String(32), index=True)
     executor: Mapped[str] = mapped_column(String(64))
     builder_version: Mapped[str] = mapped_column(String(64))
 

@@ -223,6 +223,7 @@ class BuildRecorder(LoggingConfigurable):
             "duration": finished - started if finished and started else None,
             "phase_times": dict(self._phase_times.get(build.id, {})),
             "failure_reason": build.failure_reason,
+            "failure_class": build.failure_class.value if build.failure_class else None,
             "executor": self.executor_name,
             "builder_version": self.builder_version,
         }
@@ -259,6 +260,7 @@ class BuildRecorder(LoggingConfigurable):
                     "duration": 0.0,
                     "phase_times": {"ready": now},
                     "failure_reason": None,
+                    "failure_class": None,
                     "executor": self.executor_name,
                     "builder_version": self.builder_version,
                 }

@@ -13,10 +13,14 @@ from sqlalchemy import insert, inspect
 from binderhub_service.builds import BuildManager
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFunc
+from binderhub_service.failures import FailureClass, hint
 from binderhub_service.restart import INTERRUPTED, reconcile
 from binderhub_service.store import BuildFilter, BuildRecorder, Store
 from binderhub_service.store.models import BuildLogEvent, BuildRecord
 from tests.fakes import FakeExecutor
+
+# The newest schema revision.
+HEAD = "0003"
 
 
 def build_row(build_id: str, **values: Any) -> dict[str, Any]:
@@ -62,7 +66,7 @@ async def tables(store: Store) -> set[str]:
 async def test_upgrade_from_empty(db_url: str) -> None:
     store = Store(db_url)
     await store.open()
-    assert await store.revision() == "0002"
+    assert await store.revision() == HEAD
     assert {"builds", "build_events", "build_requesters", "saved_images"} <= await tables(store)
     await store.close()
 
@@ -76,7 +80,7 @@ async def test_upgrade_from_previous_revision_keeps_records(db_url: str) -> None
         await conn.execute(insert(BuildRecord), [build_row("old", requester="bob")])
         await conn.execute(insert(BuildLogEvent), event_rows("old", 3))
     await store.migrate("head")
-    assert await store.revision() == "0002"
+    assert await store.revision() == HEAD
     # The build's starter, recorded before requesters had a table, may still see it.
     record = await store.get_build("old", visible_to="bob")
     assert record is not None and record.requester == "bob"
@@ -85,7 +89,7 @@ async def test_upgrade_from_previous_revision_keeps_records(db_url: str) -> None
     await store.downgrade("base")
     assert "builds" not in await tables(store)
     await store.migrate("head")
-    assert await store.revision() == "0002"
+    assert await store.revision() == HEAD
     await store.close()
 
 
@@ -145,7 +149,13 @@ async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
     assert (record.state, record.failure_reason) == ("failed", INTERRUPTED)
     events = [json.loads(data) async for _, data in store.events("running")]
     assert [e["message"] for e in events[:4]] == [f"line {n}\n" for n in range(1, 5)]
-    assert events[4] == {"phase": "failed", "message": f"Build failed: {INTERRUPTED}\n"}
+    assert events[4] == {
+        "phase": "failed",
+        "message": f"Build failed: {INTERRUPTED}\n",
+        "failure_class": "interrupted",
+        "hint": hint(FailureClass.INTERRUPTED),
+    }
+    assert record.failure_class == "interrupted"
     done = await store.get_build("done")
     assert done is not None and done.state == "succeeded"
 
