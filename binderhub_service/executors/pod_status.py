@@ -95,7 +95,7 @@ class PodStatus:
             return FailureClass.OUT_OF_MEMORY
         if self.pod_reason == "Evicted":
             message = (self.pod_message or "").lower()
-            if "ephemeral-storage" in message or "disk" in message:
+            if any(word in message for word in ("ephemeral", "storage", "disk")):
                 return FailureClass.DISK_FULL
             if "memory" in message:
                 return FailureClass.OUT_OF_MEMORY

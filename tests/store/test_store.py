@@ -131,6 +131,40 @@ async def test_purge_logs_keeps_records(store: Store) -> None:
     assert await store.get_build("old") is not None
 
 
+async def test_upgrade_gives_old_records_a_failure_class(db_url: str) -> None:
+    store = Store(db_url)
+    await store.open(revision="0002")
+    old = build_row("x")
+    rows = [
+        {**old, "id": "cancelled", "state": "cancelled", "failure_reason": "cancelled"},
+        {**old, "id": "restarted", "state": "failed", "failure_reason": INTERRUPTED},
+        {
+            **old,
+            "id": "slow",
+            "state": "failed",
+            "failure_reason": "The build took longer than 60 seconds and was stopped.",
+        },
+        {**old, "id": "failed", "state": "failed", "failure_reason": "exit status 1"},
+        {**old, "id": "fine", "state": "succeeded"},
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(BuildRecord), rows)
+    await store.migrate("head")
+    classes = {r.id: r.failure_class for r in await store.list_builds(BuildFilter())}
+    assert classes == {
+        "cancelled": "cancelled",
+        "restarted": "interrupted",
+        "slow": "timeout",
+        "failed": "unknown",
+        "fine": None,
+    }
+    timeouts = await store.list_builds(BuildFilter(failure_classes=["timeout", "unknown"]))
+    assert sorted(r.id for r in timeouts) == ["failed", "slow"]
+    await store.downgrade("0002")
+    assert await store.revision() == "0002"
+    await store.close()
+
+
 async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
     await store.write(
         [
