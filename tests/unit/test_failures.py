@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -333,3 +334,9 @@ def _container(state: dict) -> dict:
 )
 def test_pod_statuses(status: dict, expected: FailureClass | None) -> None:
     assert pod_status(_pod(status)).failure_class() == expected
+
+
+def test_the_docs_page_lists_every_class() -> None:
+    page = (Path(__file__).parents[2] / "docs/source/howto/failed-builds.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", page, re.MULTILINE))
+    assert listed == {c.value for c in FailureClass}
