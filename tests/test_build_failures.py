@@ -35,7 +35,7 @@ from .conftest import (
     stop_process,
     wait_for_http,
 )
-from .repos import dockerfile, hello_repo
+from .repos import dockerfile, failing_repo, hello_repo
 from .sse import EventStream, read_events
 
 pytestmark = pytest.mark.docker
@@ -408,3 +408,26 @@ async def test_a_clone_that_hangs_fails_at_the_fetch_timeout(
         assert after["state"] == "succeeded" and next_stream.phases[-1] == "ready"
     finally:
         service.stop()
+
+
+@pytest.mark.node
+async def test_binderhubs_javascript_client_reads_a_failed_build(
+    repo_service: ServiceProcess, git_server: GitServer, base_image: str
+) -> None:
+    """@jupyterhub/binderhub-client (as jupyterhub-fancy-profiles uses it) ends at the
+    failed event and hands on its extra fields."""
+    url, sha = git_server.make_repo("fails-for-the-client", failing_repo(base_image))
+    spec = "git/" + urllib.parse.quote(url, safe="") + "/" + sha
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "build.mjs", repo_service.url + "build/", spec, ""],
+        cwd=Path(__file__).parent / "js",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["phase"] == "failed"
+    assert events[-1]["failure_class"] == "build_error"
+    assert events[-1]["hint"] == hint(FailureClass.BUILD_ERROR)
