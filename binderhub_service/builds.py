@@ -27,7 +27,7 @@ from traitlets.config import LoggingConfigurable
 
 from .errors import BuildFailed
 from .events import KEEPALIVE_FRAME, BuildEvent, Phase, failed, ready, sse_frame
-from .executors.base import BuildExecutor, BuildRequest, EmitFunc
+from .executors.base import BuildExecutor, BuildRequest
 from .failures import FailureClass, hint
 from .metrics import (
     BUILD_COUNT,
@@ -446,19 +446,20 @@ class BuildManager(LoggingConfigurable):
         """Run the build, and again (up to ``transient_failure_retries`` times) while it
         fails for a reason that looks temporary."""
         step = self.executor.reattach if follow_existing else self.executor.run
-        emit: EmitFunc = build.append
-        for retry in range(1, max(0, self.transient_failure_retries) + 2):
+        retry = 0
+        while True:
             try:
-                await step(build.request, emit)
+                await step(build.request, build.append)
                 return
             except BuildFailed as e:
-                if retry > self.transient_failure_retries or not e.failure_class.transient:
+                if retry >= self.transient_failure_retries or not e.failure_class.transient:
                     raise
+                retry += 1
                 self.log.warning(
                     "Build %s failed (%s: %s); trying it again (%d of %d)",
                     build.id,
                     e.failure_class.value,
-                    e.message,
+                    self.redactor(e.message),
                     retry,
                     self.transient_failure_retries,
                 )

@@ -327,8 +327,8 @@ class OutputClassifier:
     def classify(self, exit_code: int | None = None) -> FailureClass:
         """The class of this step's failure; ``exit_code`` is the step's process's, if known.
 
-        A process killed by SIGKILL (137, or -9 as Python reports it) ran out of
-        memory unless the output says the engine is gone.
+        A build whose process was killed by SIGKILL (137, or -9 as Python reports
+        it) ran out of memory unless its output says otherwise.
         """
         for seen, (failure_class, _) in zip(self._seen, self._rules, strict=True):
             if self._recent(seen.line):
@@ -337,7 +337,7 @@ class OutputClassifier:
             if self._step_status == 137:
                 return FailureClass.OUT_OF_MEMORY
             return FailureClass.BUILD_ERROR
-        if exit_code in (137, -9):
+        if self.step is Step.BUILD and exit_code in (137, -9):
             return FailureClass.OUT_OF_MEMORY
         return _FALLBACK[self.step]
 

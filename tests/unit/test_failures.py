@@ -188,6 +188,8 @@ GIT_NO_COMMIT = ["fatal: remote error: upload-pack: not our ref 1234567890abcdef
         (Step.PUSH, PUSH_503, 1, FailureClass.REGISTRY_UNAVAILABLE),
         (Step.PUSH, PUSH_CUT, 1, FailureClass.PUSH_FAILED),
         (Step.PUSH, ENGINE_GONE, 1, FailureClass.ENGINE_UNAVAILABLE),
+        # Only a build step's kill means memory.
+        (Step.PUSH, ["5f70bf18a086: Pushing"], 137, FailureClass.PUSH_FAILED),
         (Step.FETCH, GIT_REFUSED, 128, FailureClass.NETWORK),
         (Step.FETCH, GIT_NO_HOST, 128, FailureClass.NETWORK),
         (Step.FETCH, GIT_NOT_FOUND, 128, FailureClass.INVALID_REPOSITORY),
