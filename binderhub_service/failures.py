@@ -152,82 +152,88 @@ class Step(enum.StrEnum):
     PUSH = "push"
 
 
-def _any(*patterns: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
-
-
+# What each class's output says, in lower case (a line is compared in lower case too).
 # What the engine's or the service's docker CLI says when no engine answers.
-ENGINE_DOWN = _any(
-    r"Cannot connect to the Docker daemon",
-    r"Is the docker daemon running",
-    r"failed to connect to the docker API",
-    r"error during connect",
-    r"docker commandline client must be installed",
-    r"Error while fetching server API version",
-    r"dial unix .*: connect: (?:no such file|connection refused)",
+ENGINE_DOWN = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "failed to connect to the docker api",
+    "error during connect",
+    "docker commandline client must be installed",
+    "error while fetching server api version",
+    "dial unix ",
 )
-OUT_OF_MEMORY = _any(
-    r"\bexit code: 137\b",
-    r"\bexit status 137\b",
-    r"\bsignal: killed\b",
-    r"\bOOMKilled\b",
-    r"\bout of memory\b",
-    r"Cannot allocate memory",
-    r"\bMemoryError\b",
-    r"std::bad_alloc",
+OUT_OF_MEMORY = (
+    "exit code: 137",
+    "exit status 137",
+    "signal: killed",
+    "oomkilled",
+    "out of memory",
+    "cannot allocate memory",
+    "memoryerror",
+    "std::bad_alloc",
 )
-DISK_FULL = _any(
-    r"No space left on device",
-    r"\bENOSPC\b",
-    r"Disk quota exceeded",
-    r"not enough (?:free )?(?:disk )?space",
+DISK_FULL = (
+    "no space left on device",
+    "enospc",
+    "disk quota exceeded",
+    "not enough space",
+    "not enough free space",
+    "not enough disk space",
 )
-DEPENDENCY_CONFLICT = _any(
-    r"\bResolutionImpossible\b",
-    r"LibMambaUnsatisfiableError",
-    r"\bUnsatisfiableError\b",
-    r"Could not solve for environment specs",
-    r"conflicting dependencies",
-    r"The conflict is caused by",
-    r"found conflicts!",
+DEPENDENCY_CONFLICT = (
+    "resolutionimpossible",
+    "libmambaunsatisfiableerror",
+    "unsatisfiableerror",
+    "could not solve for environment specs",
+    "conflicting dependencies",
+    "the conflict is caused by",
+    "found conflicts!",
 )
 # Also said when the network is the cause (an index that cannot be reached lists nothing).
-MISSING_PACKAGE = _any(
-    r"No matching distribution found",
-    r"Could not find a version that satisfies the requirement",
-    r"PackagesNotFoundError",
-    r"nothing provides",
-    r"Unable to locate package",
+MISSING_PACKAGE = (
+    "no matching distribution found",
+    "could not find a version that satisfies the requirement",
+    "packagesnotfounderror",
+    "nothing provides",
+    "unable to locate package",
 )
-NETWORK = _any(
-    r"Could not resolve host",
-    r"Temporary failure in name resolution",
-    r"Name or service not known",
-    r"\bno such host\b",
-    r"Network is unreachable",
-    r"Connection timed out",
-    r"Connection refused",
-    r"Connection reset by peer",
-    r"Failed to establish a new connection",
-    r"Read timed out",
-    r"\bi/o timeout\b",
-    r"unable to connect",
-    r"CondaHTTPError",
-    r"remote end hung up unexpectedly",
-    r"early EOF",
+NETWORK = (
+    "could not resolve host",
+    "temporary failure in name resolution",
+    "name or service not known",
+    "no such host",
+    "network is unreachable",
+    "connection timed out",
+    "connection refused",
+    "connection reset by peer",
+    "failed to establish a new connection",
+    "read timed out",
+    "i/o timeout",
+    "unable to connect",
+    "condahttperror",
+    "remote end hung up unexpectedly",
+    "early eof",
 )
-INVALID_REPOSITORY = _any(
-    r"dockerfile parse error",
-    r"unknown instruction",
-    r"failed to read dockerfile",
-    r"failed to resolve source metadata",
-    r"pull access denied",
-    r"manifest unknown",
-    r"repository not found",
-    r"couldn't find remote ref",
-    r"not our ref",
-    r"does not appear to be a git repository",
-    r"Authentication failed",
+REGISTRY_DOWN = (
+    *NETWORK,
+    "service unavailable",
+    "bad gateway",
+    "gateway timeout",
+    "gateway time-out",
+)
+INVALID_REPOSITORY = (
+    "dockerfile parse error",
+    "unknown instruction",
+    "failed to read dockerfile",
+    "failed to resolve source metadata",
+    "pull access denied",
+    "manifest unknown",
+    "repository not found",
+    "couldn't find remote ref",
+    "not our ref",
+    "does not appear to be a git repository",
+    "authentication failed",
 )
 # A step of the user's build ended with a status (BuildKit, old and new, and repo2docker).
 STEP_FAILED = re.compile(
@@ -239,8 +245,9 @@ STEP_FAILED = re.compile(
 _STEP_HEADER = re.compile(r"^(?:#\d+ )?(?:> )?\[[^\]]*\] [A-Z]+ |^\s*>\s*\[|^\s*\d+ \| ")
 _QUOTED_COMMAND = re.compile(r'executor failed running \[.*\]|process ".*" did not', re.DOTALL)
 
+Rule = tuple[FailureClass, tuple[str, ...]]
 # Rules in order of precedence: the first that matched decides.
-_BUILD_RULES: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
+_BUILD_RULES: tuple[Rule, ...] = (
     (FailureClass.ENGINE_UNAVAILABLE, ENGINE_DOWN),
     (FailureClass.OUT_OF_MEMORY, OUT_OF_MEMORY),
     (FailureClass.DISK_FULL, DISK_FULL),
@@ -249,18 +256,15 @@ _BUILD_RULES: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
     (FailureClass.DEPENDENCY_CONFLICT, MISSING_PACKAGE),
     (FailureClass.INVALID_REPOSITORY, INVALID_REPOSITORY),
 )
-_FETCH_RULES: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
+_FETCH_RULES: tuple[Rule, ...] = (
     (FailureClass.DISK_FULL, DISK_FULL),
     (FailureClass.INVALID_REPOSITORY, INVALID_REPOSITORY),
     (FailureClass.NETWORK, NETWORK),
 )
-_PUSH_RULES: tuple[tuple[FailureClass, re.Pattern[str]], ...] = (
+_PUSH_RULES: tuple[Rule, ...] = (
     (FailureClass.ENGINE_UNAVAILABLE, ENGINE_DOWN),
     (FailureClass.DISK_FULL, DISK_FULL),
-    (
-        FailureClass.REGISTRY_UNAVAILABLE,
-        _any(NETWORK.pattern, r"\b50[234]\b", r"Service Unavailable", r"Bad Gateway"),
-    ),
+    (FailureClass.REGISTRY_UNAVAILABLE, REGISTRY_DOWN),
 )
 _RULES = {Step.FETCH: _FETCH_RULES, Step.BUILD: _BUILD_RULES, Step.PUSH: _PUSH_RULES}
 # What each step's failure is when no rule matched.
@@ -310,11 +314,11 @@ class OutputClassifier:
             if status is not None:
                 self._step_status = int(status.group(1) or status.group(2))
                 self._step_status_line = self.lines
-            readable = readable_part(line)
+            readable = readable_part(line).lower()
             if not readable.strip():
                 continue
-            for seen, (_, pattern) in zip(self._seen, self._rules, strict=True):
-                if pattern.search(readable):
+            for seen, (_, keywords) in zip(self._seen, self._rules, strict=True):
+                if any(keyword in readable for keyword in keywords):
                     seen.line = self.lines
 
     def feed_all(self, lines: Iterable[str]) -> None:
