@@ -49,7 +49,7 @@ GROUP_FILE = "process-group"
 PUSH_FAILURES = {
     FailureClass.REGISTRY_UNAVAILABLE: "The registry could not be reached to push the image.",
     FailureClass.ENGINE_UNAVAILABLE: "The container engine could not be reached to push the image.",
-    FailureClass.DISK_FULL: "Pushing the image failed: the registry's disk is full.",
+    FailureClass.DISK_FULL: "Pushing the image failed: a disk is full.",
     FailureClass.PUSH_FAILED: "Pushing the image to the registry failed.",
 }
 
