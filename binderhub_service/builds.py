@@ -7,7 +7,9 @@ itself. Each log is bounded (:class:`LogLimits`): events past the cap are
 dropped and counted after one event that says so, long lines are cut, and
 subscribers read it in bounded chunks. :class:`BuildManager` deduplicates
 builds by image name, queues them behind a global concurrency limit, applies
-the timeout, and forgets finished builds after a retention period.
+the timeout, tries a build again once when it failed for a reason that looks
+temporary (see :mod:`binderhub_service.failures`), and forgets finished builds
+after a retention period.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from traitlets.config import LoggingConfigurable
 from .errors import BuildFailed
 from .events import KEEPALIVE_FRAME, BuildEvent, Phase, failed, ready, sse_frame
 from .executors.base import BuildExecutor, BuildRequest
+from .failures import FailureClass, hint
 from .metrics import (
     BUILD_COUNT,
     BUILD_QUEUE_LENGTH,
+    BUILD_RETRIES,
     BUILD_TIME,
     BUILDS_IN_PROGRESS,
     BuildStatus,
@@ -104,6 +108,7 @@ class Build:
         self.started: float | None = None
         self.finished: float | None = None
         self.failure_reason: str | None = None
+        self.failure_class: FailureClass | None = None
         self.limits = limits or LogLimits()
         self.redact = redact
         # A build taken back after a restart starts with the log already recorded.
@@ -278,6 +283,20 @@ class BuildManager(LoggingConfigurable):
         and a chunk until then). Default 300; 0 waits forever.""",
     ).tag(config=True)
 
+    transient_failure_retries = Int(
+        1,
+        help="""Times a build is tried again, automatically, after it failed for a reason that
+        looks temporary: the container engine or the registry could not be reached, or the
+        push was interrupted. Failures the repository causes are never tried again. Each
+        try says so in the build's log and the service's. Default 1; 0 never tries again.""",
+    ).tag(config=True)
+
+    transient_failure_retry_delay = Float(
+        5.0,
+        help="""Seconds to wait before trying a build again after a temporary failure (see
+        ``transient_failure_retries``). Default 5.""",
+    ).tag(config=True)
+
     redactor = Instance(
         Redactor,
         args=(),
@@ -423,18 +442,53 @@ class BuildManager(LoggingConfigurable):
             self._run(build, follow_existing), name=f"build-{build.id}"
         )
 
+    async def _attempt(self, build: Build, follow_existing: bool) -> None:
+        """Run the build, and again (up to ``transient_failure_retries`` times) while it
+        fails for a reason that looks temporary."""
+        step = self.executor.reattach if follow_existing else self.executor.run
+        retry = 0
+        while True:
+            try:
+                await step(build.request, build.append)
+                return
+            except BuildFailed as e:
+                if retry >= self.transient_failure_retries or not e.failure_class.transient:
+                    raise
+                retry += 1
+                self.log.warning(
+                    "Build %s failed (%s: %s); trying it again (%d of %d)",
+                    build.id,
+                    e.failure_class.value,
+                    self.redactor(e.message),
+                    retry,
+                    self.transient_failure_retries,
+                )
+                BUILD_RETRIES.labels(failure_class=e.failure_class.value).inc()
+                build.append(
+                    BuildEvent(
+                        Phase.WAITING,
+                        f"{e.message.rstrip('.')}. This looks temporary ({e.failure_class}): "
+                        f"trying the build again in {self.transient_failure_retry_delay:g} "
+                        f"seconds ({retry} of {self.transient_failure_retries}).",
+                        extra={"retry": retry, "failure_class": e.failure_class.value},
+                    )
+                )
+                await asyncio.sleep(self.transient_failure_retry_delay)
+                # A build taken back after a restart starts afresh when tried again.
+                step = self.executor.run
+
     async def _run(self, build: Build, follow_existing: bool = False) -> None:
         status = BuildStatus.FAILURE
-        step = self.executor.reattach if follow_existing else self.executor.run
         try:
             async with asyncio.timeout(self.build_timeout):
-                await step(build.request, build.append)
+                await self._attempt(build, follow_existing)
         except TimeoutError:
             status = BuildStatus.TIMEOUT
             self._finish(
                 build,
                 BuildState.FAILED,
                 f"The build took longer than {self.build_timeout:g} seconds and was stopped.",
+                FailureClass.TIMEOUT,
             )
         except asyncio.CancelledError:
             if self._stopping == "detach":
@@ -446,12 +500,15 @@ class BuildManager(LoggingConfigurable):
                     build,
                     BuildState.FAILED,
                     "The service shut down while the build ran; ask for it again.",
+                    FailureClass.INTERRUPTED,
                 )
             else:
                 status = BuildStatus.CANCELLED
-                self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
+                self._finish(
+                    build, BuildState.CANCELLED, "The build was cancelled.", FailureClass.CANCELLED
+                )
         except BuildFailed as e:
-            self._finish(build, BuildState.FAILED, e.message)
+            self._finish(build, BuildState.FAILED, e.message, e.failure_class)
         except Exception:
             self.log.exception("Build %s failed with an unexpected error", build.id)
             self._finish(
@@ -459,6 +516,7 @@ class BuildManager(LoggingConfigurable):
                 BuildState.FAILED,
                 f"An internal error stopped the build; the service's log has details "
                 f"(build {build.id}).",
+                FailureClass.UNKNOWN,
             )
         else:
             status = BuildStatus.SUCCESS
@@ -479,17 +537,32 @@ class BuildManager(LoggingConfigurable):
             if build.done:
                 assert build.started is not None
                 BUILD_TIME.labels(status=status.value).observe(time.time() - build.started)
-                BUILD_COUNT.labels(status=status.value, provider=build.request.provider).inc()
+                BUILD_COUNT.labels(
+                    status=status.value,
+                    provider=build.request.provider,
+                    failure_class=build.failure_class.value if build.failure_class else "",
+                ).inc()
             self._forget_later(build)
             self._start_next()
 
-    def _finish(self, build: Build, state: BuildState, reason: str) -> None:
+    def _finish(
+        self, build: Build, state: BuildState, reason: str, failure_class: FailureClass
+    ) -> None:
         reason = cut(self.redactor(clean_text(reason)), self.max_log_line_length).strip()
         build.failure_reason = reason
-        build.append(failed(f"Build failed: {reason}" if state is BuildState.FAILED else reason))
+        build.failure_class = failure_class
+        build.append(
+            failed(
+                f"Build failed: {reason}" if state is BuildState.FAILED else reason,
+                failure_class=failure_class.value,
+                hint=hint(failure_class, self.executor.memory_limit()),
+            )
+        )
         build.state = state
         build.finished = time.time()
-        self.log.info("Build %s of %s ended: %s", build.id, build.image_name, reason)
+        self.log.info(
+            "Build %s of %s ended (%s): %s", build.id, build.image_name, failure_class, reason
+        )
 
     def _start_next(self) -> None:
         while self._queue and self._running < self.max_concurrent_builds:
@@ -512,9 +585,13 @@ class BuildManager(LoggingConfigurable):
         if build in self._queue:
             self._queue.remove(build)
             BUILD_QUEUE_LENGTH.set(len(self._queue))
-            self._finish(build, BuildState.CANCELLED, "The build was cancelled.")
+            self._finish(
+                build, BuildState.CANCELLED, "The build was cancelled.", FailureClass.CANCELLED
+            )
             BUILD_COUNT.labels(
-                status=BuildStatus.CANCELLED.value, provider=build.request.provider
+                status=BuildStatus.CANCELLED.value,
+                provider=build.request.provider,
+                failure_class=FailureClass.CANCELLED.value,
             ).inc()
             self._forget_later(build)
             return True

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import BuildFailed
+from .failures import FailureClass
 
 # How many problems one message names; the rest are counted.
 MAX_NAMED = 5
@@ -27,9 +28,13 @@ MAX_SHOWN = 120
 class UnsafeCheckout(BuildFailed):
     """The repository holds something no build may read; nothing was built."""
 
+    failure_class = FailureClass.INVALID_REPOSITORY
+
 
 class CheckoutTooLarge(BuildFailed):
     """The repository is larger than the operator allows."""
+
+    failure_class = FailureClass.INVALID_REPOSITORY
 
 
 @dataclass(frozen=True)

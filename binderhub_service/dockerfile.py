@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import BuildFailed
+from .failures import FailureClass
 
 # Where repo2docker's Docker buildpack looks for a Dockerfile.
 DOCKERFILE_PATHS = ("binder/Dockerfile", ".binder/Dockerfile", "Dockerfile")
@@ -29,6 +30,8 @@ _REMOTE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|[\w.-]+@[\w.-]+:)")
 
 class RefusedDockerfile(BuildFailed):
     """A Dockerfile asks the engine to fetch something itself; nothing was built."""
+
+    failure_class = FailureClass.INVALID_REPOSITORY
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ paths, no command lines, no secrets).
 
 from __future__ import annotations
 
+from .failures import FailureClass
+
 
 class ServiceError(Exception):
     """Base of all errors shown to a client."""
@@ -50,6 +52,18 @@ class TooManyRequests(ServiceError):
 
 
 class BuildFailed(ServiceError):
-    """A build ran and did not produce an image."""
+    """A build ran and did not produce an image, for the reason ``failure_class`` names
+    (by default the class's own: ``unknown`` when the code that raised it cannot tell)."""
 
     status_code = 500
+    failure_class = FailureClass.UNKNOWN
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        failure_class: FailureClass | None = None,
+    ) -> None:
+        super().__init__(message, status_code)
+        if failure_class is not None:
+            self.failure_class = failure_class

@@ -3,7 +3,9 @@
 A build produces an ordered list of :class:`BuildEvent`. On the wire each one is
 a Server-Sent Event whose ``data`` is the JSON object BinderHub sends:
 ``phase``, ``message`` (always ending in a newline), ``imageName`` where an
-image is named, and ``status_code`` on errors.
+image is named, and ``status_code`` on errors. A ``failed`` event also has
+``failure_class`` (see :mod:`binderhub_service.failures`) and ``hint``, what to
+do about it: fields BinderHub's clients ignore.
 """
 
 from __future__ import annotations
@@ -106,8 +108,19 @@ def json_frame(event_id: int, data: str) -> bytes:
 KEEPALIVE_FRAME = b":keepalive\n\n"
 
 
-def failed(message: str, status_code: int | None = None) -> BuildEvent:
-    return BuildEvent(Phase.FAILED, message, status_code=status_code)
+def failed(
+    message: str,
+    status_code: int | None = None,
+    failure_class: str | None = None,
+    hint: str | None = None,
+) -> BuildEvent:
+    """The event that ends a failed build; with its class and hint when they are known."""
+    extra = {}
+    if failure_class is not None:
+        extra["failure_class"] = failure_class
+    if hint is not None:
+        extra["hint"] = hint
+    return BuildEvent(Phase.FAILED, message, status_code=status_code, extra=extra)
 
 
 def ready(image_name: str, message: str) -> BuildEvent:

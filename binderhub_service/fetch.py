@@ -33,6 +33,7 @@ from .checkout import CheckoutTooLarge, check_checkout, check_size, tree_size
 from .dockerfile import check_dockerfiles
 from .errors import BuildFailed
 from .events import BuildEvent, Phase
+from .failures import FailureClass, Step, classify_output
 from .git_credentials import git_credential_env
 from .redact import redact_url
 from .repo2docker import GIT_CONTENT_PROVIDER
@@ -57,6 +58,8 @@ EmitFunc = Callable[[BuildEvent], None]
 
 class FetchFailed(BuildFailed):
     """The repository could not be fetched; nothing was built."""
+
+    failure_class = FailureClass.INVALID_REPOSITORY
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,9 @@ async def run_fetch_process(
         return await proc.wait(), diagnostics.decode(errors="replace")
     except TimeoutError:
         raise FetchFailed(
-            f"Fetching the repository took longer than {settings.timeout:g} seconds."
+            f"Fetching the repository took longer than {settings.timeout:g} seconds, the "
+            "limit for fetching; its host may not be answering.",
+            failure_class=FailureClass.TIMEOUT,
         ) from None
     finally:
         size.cancel()
@@ -316,35 +321,50 @@ class Fetcher:
 
     async def _run_git(
         self, what: str, argv: list[str], env: dict[str, str], dest: str, home: str
-    ) -> bool:
+    ) -> str | None:
+        """Run one git command; None when it succeeded, else its diagnostics."""
         code, diagnostics = await run_fetch_process(
             argv, env=env, cwd=home, dest=dest, settings=self.settings
         )
-        if code != 0:
-            self.log(f"git {what} exited with {code}: {diagnostics.strip()[-2000:]}")
-        return code == 0
+        if code == 0:
+            return None
+        self.log(f"git {what} exited with {code}: {diagnostics.strip()[-2000:]}")
+        return diagnostics
 
     async def _clone(self, source: Source, dest: str, home: str) -> None:
         git = self.settings.git_executable
         if self.check_url is not None:
             await self.check_url(source.url)
         env = git_environment(home, source.url, source.credential)
-        failed = FetchFailed(
-            f"Could not fetch {redact_url(source.url)} at {source.ref}: check that the "
-            "repository and the commit exist and can be read."
-        )
+        shown = redact_url(source.url)
+
+        def failed(diagnostics: str) -> FetchFailed:
+            failure_class = classify_output(Step.FETCH, diagnostics.splitlines())
+            if failure_class is FailureClass.NETWORK:
+                return FetchFailed(
+                    f"Could not fetch {shown}: its host could not be reached.",
+                    failure_class=failure_class,
+                )
+            return FetchFailed(
+                f"Could not fetch {shown} at {source.ref}: check that the "
+                "repository and the commit exist and can be read.",
+                failure_class=failure_class,
+            )
+
         init, fetch_one = clone_commands(git, source.url, source.ref, dest)
         # Creating the repository needs no credential.
         plain = git_environment(home, source.url, None)
-        if not await self._run_git("init", init, plain, dest, home):
-            raise failed
-        if not await self._run_git("fetch", fetch_one, env, dest, home):
+        if (diagnostics := await self._run_git("init", init, plain, dest, home)) is not None:
+            raise failed(diagnostics)
+        if await self._run_git("fetch", fetch_one, env, dest, home) is not None:
             fallback = fallback_fetch_command(git, source.url, dest)
-            if not await self._run_git("fetch (all refs)", fallback, env, dest, home):
-                raise failed
+            diagnostics = await self._run_git("fetch (all refs)", fallback, env, dest, home)
+            if diagnostics is not None:
+                raise failed(diagnostics)
         checkout = checkout_command(git, source.url, source.ref, dest)
-        if not await self._run_git("checkout", checkout, plain, dest, home):
-            raise failed
+        diagnostics = await self._run_git("checkout", checkout, plain, dest, home)
+        if diagnostics is not None:
+            raise failed(diagnostics)
 
     async def _fetch_record(self, source: Source, dest: str, home: str, emit: EmitFunc) -> None:
         def relay(line: str) -> None:
@@ -369,5 +389,6 @@ class Fetcher:
             self.log(f"record fetch exited with {code}: {diagnostics.strip()[-2000:]}")
             raise FetchFailed(
                 f"Could not fetch {redact_url(source.url)}: check that the record exists "
-                "and is public."
+                "and is public.",
+                failure_class=classify_output(Step.FETCH, diagnostics.splitlines()),
             )

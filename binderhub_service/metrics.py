@@ -3,7 +3,9 @@
 Naming: metrics BinderHub also has keep BinderHub's names (``binderhub_*``) so
 existing dashboards work; metrics of this service alone start with
 ``binderhub_service_``. Label values come from enums or the provider prefix
-(a short, configured list), never from repositories, refs or users.
+(a short, configured list), never from repositories, refs or users:
+``failure_class`` is one of :class:`~binderhub_service.failures.FailureClass`'s
+values, or empty for builds that succeeded.
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ BUILD_TIME = Histogram(
 
 BUILD_COUNT = Counter(
     "binderhub_build_count",
-    "Builds that ended, by how they ended and by provider",
-    ["status", "provider"],
+    "Builds that ended, by how they ended, by provider and by why they failed",
+    ["status", "provider", "failure_class"],
+)
+
+BUILD_RETRIES = Counter(
+    "binderhub_service_build_retries",
+    "Builds tried again after a failure that looked temporary, by that failure's class",
+    ["failure_class"],
 )
 
 BUILDS_IN_PROGRESS = Gauge("binderhub_inprogress_builds", "Builds running now")

@@ -14,7 +14,9 @@ what it needs:
 
 Everything written to standard output is a repo2docker JSON log line
 (``{"phase": ..., "message": ...}``), which the Kubernetes executor relays;
-a failure ends with a fixed text and a non-zero exit status.
+a failure ends with one ``failed`` line that also names the failure's class
+(``failure_class``, read from every line each step printed) and a non-zero
+exit status.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 from .build_container import repo2docker_config
 from .errors import BuildFailed
 from .events import BuildEvent, Phase
+from .failures import FailureClass, OutputClassifier, Step
 from .fetch import FETCH_PATH, Fetcher, FetchSettings, Source
 from .git_credentials import GIT_CREDENTIAL_ENV
 from .repo2docker import Repo2DockerOptions, build_args
@@ -53,7 +56,8 @@ Print = Callable[[str], None]
 
 
 class Reported(BuildFailed):
-    """A failure repo2docker has already reported with its own ``failed`` line."""
+    """A failure repo2docker reported with its own ``failed`` line (``message``, kept
+    back to be printed with the failure's class)."""
 
 
 class InvalidSpec(ValueError):
@@ -229,6 +233,13 @@ def json_line(phase: str, message: str) -> str:
     return json.dumps({"phase": phase, "message": message})
 
 
+def failed_line(message: str, failure_class: FailureClass) -> str:
+    """The line that ends a failed build pod's log: a ``failed`` line with the class."""
+    return json.dumps(
+        {"phase": Phase.FAILED.value, "message": message, "failure_class": failure_class.value}
+    )
+
+
 def relayed(line: str) -> str | None:
     """``line`` if it is a JSON object (repo2docker's log), else ``None`` (dropped)."""
     stripped = line.rstrip("\r\n")
@@ -305,13 +316,22 @@ class PodBuild:
         with open(config_file, "w") as f:
             f.write(repo2docker_config(self.spec.repo2docker.config_file))
 
-        reported = False
+        reported: str | None = None
+        classifier = OutputClassifier(Step.BUILD)
 
         def relay(line: str) -> None:
             nonlocal reported
             kept = relayed(line)
-            if kept is not None:
-                reported = reported or json.loads(kept).get("phase") in ("failed", "failure")
+            if kept is None:
+                classifier.feed(line)
+                return
+            data = json.loads(kept)
+            message = data.get("message")
+            message = message if isinstance(message, str) else ""
+            classifier.feed(message)
+            if data.get("phase") in ("failed", "failure"):
+                reported = message
+            else:
                 self.out(kept)
 
         code = await _run(
@@ -321,19 +341,28 @@ class PodBuild:
             relay,
         )
         if code != 0:
-            raise (Reported if reported else BuildFailed)(BUILD_STOPPED.format(code=code))
+            failure_class = classifier.classify(code)
+            if reported is not None:
+                raise Reported(reported, failure_class=failure_class)
+            raise BuildFailed(BUILD_STOPPED.format(code=code), failure_class=failure_class)
 
     async def push(self, workdir: str) -> None:
         image = self.spec.repo2docker.image_name
         self.emit(BuildEvent(Phase.PUSHING, f"Pushing {image}...\n"))
+        classifier = OutputClassifier(Step.PUSH)
+
+        def relay(line: str) -> None:
+            classifier.feed(line)
+            self.emit(BuildEvent(Phase.PUSHING, line))
+
         code = await _run(
             ["docker", "push", "--", image],
             push_environment(self.spec, workdir, self.docker_host),
             os.path.join(workdir, "home"),
-            lambda line: self.emit(BuildEvent(Phase.PUSHING, line)),
+            relay,
         )
         if code != 0:
-            raise BuildFailed(PUSH_FAILED)
+            raise BuildFailed(PUSH_FAILED, failure_class=classifier.classify(code))
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str], out: Print = print) -> int:
@@ -346,15 +375,16 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: Print = print) ->
     workdir = tempfile.mkdtemp(prefix="binderhub-build-", dir=environ.get("TMPDIR") or "/tmp")
     try:
         asyncio.run(PodBuild(spec, environ, out).run(workdir))
-    except Reported:
+    except Reported as e:
+        out(failed_line(e.message, e.failure_class))
         return 1
     except BuildFailed as e:
         # The service's own user-facing text, then the fixed end of a failed build.
         out(json.dumps({"message": str(e)}))
-        out(json_line(Phase.FAILED, FAILED))
+        out(failed_line(FAILED, e.failure_class))
         return 1
     except Exception:
-        out(json_line(Phase.FAILED, UNEXPECTED))
+        out(failed_line(UNEXPECTED, FailureClass.UNKNOWN))
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

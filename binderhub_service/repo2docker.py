@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .events import BuildEvent, Phase
+from .failures import FailureClass, parse_failure_class
 
 # The content provider repo2docker uses for git repositories.
 GIT_CONTENT_PROVIDER = "repo2docker.contentproviders.Git"
@@ -70,10 +71,15 @@ class LogLine:
 
     ``failure`` is set when repo2docker reported a fatal error on this line;
     its message becomes the build's failure reason instead of an event.
+    ``failure_class`` is the class a build pod's program gave that failure, if
+    any; ``text`` is the line's message as it came, for the failure classifier
+    only (it is never shown: a failure message may name paths).
     """
 
     event: BuildEvent | None
     failure: str | None = None
+    failure_class: FailureClass | None = None
+    text: str = ""
 
 
 def user_facing_failure(message: str) -> str:
@@ -106,13 +112,18 @@ def parse_log_line(line: str) -> LogLine:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return LogLine(BuildEvent(Phase.UNKNOWN, stripped))
+        return LogLine(BuildEvent(Phase.UNKNOWN, stripped), text=stripped)
     message = data.get("message")
     if not isinstance(message, str):
         message = "" if message is None else str(message)
     phase_name = data.get("phase")
     if phase_name in _FAILURE_PHASES:
-        return LogLine(None, failure=user_facing_failure(message))
+        return LogLine(
+            None,
+            failure=user_facing_failure(message),
+            failure_class=parse_failure_class(data.get("failure_class")),
+            text=message,
+        )
     try:
         phase = Phase(phase_name) if phase_name is not None else None
     except ValueError:
@@ -120,4 +131,4 @@ def parse_log_line(line: str) -> LogLine:
     if phase is not None and phase.service_only:
         # Only this service declares a build ready or failed, or a server launching.
         phase = Phase.UNKNOWN
-    return LogLine(BuildEvent(phase, message))
+    return LogLine(BuildEvent(phase, message), text=message)

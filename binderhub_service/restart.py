@@ -9,6 +9,7 @@ import time
 from .builds import BuildManager
 from .events import BuildEvent, failed
 from .executors.base import BuildRequest
+from .failures import FailureClass, hint
 from .store import BuildRecorder, Store
 from .store.models import BuildRecord
 
@@ -65,7 +66,11 @@ async def adopt(
 async def mark_interrupted(store: Store, record: BuildRecord) -> None:
     now = time.time()
     last = await store.last_event_number(record.id)
-    event = failed(f"Build failed: {INTERRUPTED}")
+    event = failed(
+        f"Build failed: {INTERRUPTED}",
+        failure_class=FailureClass.INTERRUPTED.value,
+        hint=hint(FailureClass.INTERRUPTED),
+    )
     await store.write(
         events=[{"build_id": record.id, "number": last + 1, "data": event.to_json()}],
         updates=[
@@ -73,6 +78,7 @@ async def mark_interrupted(store: Store, record: BuildRecord) -> None:
                 "id": record.id,
                 "state": "failed",
                 "failure_reason": INTERRUPTED,
+                "failure_class": FailureClass.INTERRUPTED.value,
                 "finished": now,
                 "duration": now - record.started if record.started is not None else None,
             }

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import BuildFailed
+from .failures import FailureClass
 
 DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_STEP_PARENT = "docker/buildkit"
@@ -111,6 +112,8 @@ class StepLimits:
 
 class BuildOutOfMemory(BuildFailed):
     """A build step was killed for using too much memory; ``limit`` is the step limit, if any."""
+
+    failure_class = FailureClass.OUT_OF_MEMORY
 
     def __init__(self, limit: int | None) -> None:
         super().__init__(oom_message(limit))

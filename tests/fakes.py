@@ -10,16 +10,18 @@ from traitlets import Float, Int, Unicode
 from binderhub_service.errors import BuildFailed
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFunc
+from binderhub_service.failures import FailureClass
 
 
 class FakeExecutor(BuildExecutor):
     """Emits ``lines`` building events, a pause of ``pause`` seconds after every
     ``pause_every`` of them, then "pushes".
 
-    A repository URL containing ``fail`` fails with ``failure_message``; one
-    containing ``hang`` never ends until cancelled; one containing ``gated``
-    finishes only once :attr:`gate` is set. Built images are
-    remembered, as an engine would.
+    A repository URL containing ``fail`` fails with ``failure_message`` (of class
+    ``failure_class``); one containing ``flaky`` fails its first ``flaky_failures``
+    runs with class ``flaky_class``; one containing ``hang`` never ends until
+    cancelled; one containing ``gated`` finishes only once :attr:`gate` is set.
+    Built images are remembered, as an engine would.
     """
 
     name = "fake"
@@ -27,6 +29,9 @@ class FakeExecutor(BuildExecutor):
     pause = Float(0.0).tag(config=True)
     pause_every = Int(1).tag(config=True)
     failure_message = Unicode("the Dockerfile failed").tag(config=True)
+    failure_class = Unicode(FailureClass.BUILD_ERROR.value).tag(config=True)
+    flaky_failures = Int(1).tag(config=True)
+    flaky_class = Unicode(FailureClass.REGISTRY_UNAVAILABLE.value).tag(config=True)
     extra_line = Unicode("", help="A line emitted after the building lines, if set.").tag(
         config=True
     )
@@ -54,7 +59,13 @@ class FakeExecutor(BuildExecutor):
             if "hang" in request.repo_url:
                 await asyncio.Event().wait()
             if "fail" in request.repo_url:
-                raise BuildFailed(self.failure_message)
+                raise BuildFailed(
+                    self.failure_message, failure_class=FailureClass(self.failure_class)
+                )
+            if "flaky" in request.repo_url and len(self.runs) <= self.flaky_failures:
+                raise BuildFailed(
+                    "the registry went away", failure_class=FailureClass(self.flaky_class)
+                )
             emit(BuildEvent(None, "a line without a phase"))
         except asyncio.CancelledError:
             self.cancelled.append(request.build_id)

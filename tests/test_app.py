@@ -22,6 +22,7 @@ from tornado.testing import bind_unused_port
 from traitlets.config import Config
 
 from binderhub_service.app import BinderHubService
+from binderhub_service.failures import FailureClass, hint
 
 from .api.conftest import HeaderAuthenticator
 from .fakes import FakeExecutor
@@ -158,6 +159,8 @@ async def test_failed_build(start_app):
     stream = await read_events(service.build_url("will-fail"))
     assert stream.phases[-1] == "failed"
     assert stream.events[-1]["message"] == "Build failed: the Dockerfile failed\n"
+    assert stream.events[-1]["failure_class"] == "build_error"
+    assert stream.events[-1]["hint"] == hint(FailureClass.BUILD_ERROR)
 
 
 async def test_timeout_stops_the_build(start_app):
@@ -165,6 +168,7 @@ async def test_timeout_stops_the_build(start_app):
     stream = await read_events(service.build_url("hang"), timeout=10)
     assert stream.phases[-1] == "failed"
     assert "longer than 0.2 seconds" in stream.events[-1]["message"]
+    assert stream.events[-1]["failure_class"] == "timeout"
     assert len(service.executor.cancelled) == 1
 
 
@@ -176,7 +180,12 @@ async def test_cancel_ends_every_stream(start_app):
     build = service.app.build_manager.get(service.executor.runs[0].build_id)
     assert build is not None and service.app.build_manager.cancel(build)
     stream = await task
-    assert stream.events[-1] == {"phase": "failed", "message": "The build was cancelled.\n"}
+    assert stream.events[-1] == {
+        "phase": "failed",
+        "message": "The build was cancelled.\n",
+        "failure_class": "cancelled",
+        "hint": hint(FailureClass.CANCELLED),
+    }
     assert not service.app.build_manager.cancel(build)
 
 
@@ -244,7 +253,9 @@ async def test_base_url_health_versions_metrics(start_app):
     assert health == {"ok": True, "checks": [{"service": "executor", "ok": True, "fake": True}]}
     await read_events(service.build_url("metered"))
     metrics = (await fetch(service.url + "metrics")).body.decode()
-    assert 'binderhub_build_count_total{provider="git",status="success"}' in metrics
+    assert (
+        'binderhub_build_count_total{failure_class="",provider="git",status="success"}' in metrics
+    )
     assert "binderhub_inprogress_builds" in metrics
     assert "binderhub_service_build_queue_length" in metrics
     assert "example.org" not in metrics
@@ -276,6 +287,8 @@ async def test_shutdown_stops_builds_and_says_why(start_app):
     assert stream.events[-1] == {
         "phase": "failed",
         "message": "Build failed: The service shut down while the build ran; ask for it again.\n",
+        "failure_class": "interrupted",
+        "hint": hint(FailureClass.INTERRUPTED),
     }
     assert len(service.executor.cancelled) == 1
 
@@ -302,3 +315,49 @@ async def test_wrong_method_answers_405_with_allow(start_app):
     assert response.code == 405
     assert response.headers["Allow"] == "GET"
     assert json.loads(response.body)["status"] == 405
+
+
+async def test_a_temporary_failure_is_tried_again_once(start_app):
+    service = start_app(BuildManager__transient_failure_retry_delay=0)
+    stream = await read_events(service.build_url("flaky"))
+    assert stream.phases[-1] == "ready"
+    assert len(service.executor.runs) == 2
+    [retry] = [e for e in stream.events if "retry" in e]
+    assert retry["phase"] == "waiting" and retry["failure_class"] == "registry_unavailable"
+    assert "trying the build again" in retry["message"]
+    metrics = (await AsyncHTTPClient().fetch(service.url + "metrics")).body.decode()
+    assert 'binderhub_service_build_retries_total{failure_class="registry_unavailable"}' in metrics
+
+
+async def test_a_failure_that_lasts_is_tried_again_only_once(start_app):
+    service = start_app(
+        BuildManager__transient_failure_retry_delay=0, FakeExecutor__flaky_failures=5
+    )
+    stream = await read_events(service.build_url("flaky"))
+    assert len(service.executor.runs) == 2
+    assert len([e for e in stream.events if "retry" in e]) == 1
+    assert stream.events[-1]["failure_class"] == "registry_unavailable"
+    assert stream.events[-1]["hint"] == hint(FailureClass.REGISTRY_UNAVAILABLE)
+
+
+@pytest.mark.parametrize("failure_class", ["build_error", "dependency_conflict", "unknown"])
+async def test_failures_the_repository_causes_are_never_tried_again(start_app, failure_class):
+    service = start_app(
+        BuildManager__transient_failure_retry_delay=0, FakeExecutor__failure_class=failure_class
+    )
+    stream = await read_events(service.build_url("will-fail"))
+    assert len(service.executor.runs) == 1
+    assert not any("retry" in e for e in stream.events)
+    assert stream.events[-1]["failure_class"] == failure_class
+    metrics = (await AsyncHTTPClient().fetch(service.url + "metrics")).body.decode()
+    assert (
+        f'binderhub_build_count_total{{failure_class="{failure_class}",provider="git",'
+        'status="failure"}' in metrics
+    )
+
+
+async def test_retries_can_be_turned_off(start_app):
+    service = start_app(BuildManager__transient_failure_retries=0)
+    stream = await read_events(service.build_url("flaky"))
+    assert len(service.executor.runs) == 1
+    assert stream.events[-1]["failure_class"] == "registry_unavailable"

@@ -41,9 +41,23 @@ REPORTER = textwrap.dedent(
 )
 
 
-def run(tmp_path: Path, url: str, ref: str) -> tuple[int, list[dict]]:
+# What repo2docker prints when BuildKit's step was killed (recorded), then its own failure.
+KILLED_STEP = textwrap.dedent(
+    """\
+    import json
+    step = "#5 ERROR: executor failed running [/bin/sh -c make]: exit code: 137"
+    print(json.dumps({"phase": "building", "message": step}))
+    print("a line that is not JSON: exit code: 1")
+    failure = "Command '['docker', 'buildx', 'build']' returned non-zero exit status 1."
+    print(json.dumps({"phase": "failure", "message": failure}))
+    raise SystemExit(1)
+    """
+)
+
+
+def run(tmp_path: Path, url: str, ref: str, script: str = REPORTER) -> tuple[int, list[dict]]:
     reporter = tmp_path / "reporter.py"
-    reporter.write_text(REPORTER)
+    reporter.write_text(script)
     spec = BuildSpec(
         repo2docker=Repo2DockerOptions(repo_url=url, ref=ref, image_name="example/pod-build:1"),
         content_provider="repo2docker.contentproviders.Git",
@@ -89,6 +103,22 @@ def test_a_link_to_the_pods_environment_fails_before_the_build(
     assert events[-1] == {
         "phase": "failed",
         "message": "The build failed; the build log above shows why.",
+        "failure_class": "invalid_repository",
     }
     assert not any(event["phase"] == "building" for event in events if "phase" in event)
     assert SECRET not in json.dumps(events)
+
+
+def test_a_failed_build_ends_with_one_failed_line_naming_its_class(
+    git_server: GitServer, tmp_path: Path
+) -> None:
+    """repo2docker's own failed line is kept back and printed once, with the class read
+    from every line the step printed (also those that are dropped)."""
+    url, sha = git_server.make_repo("pod-build-killed", {"README": "x"})
+    code, events = run(tmp_path, url, sha, KILLED_STEP)
+    assert code == 1
+    failed = [event for event in events if event.get("phase") in ("failed", "failure")]
+    assert failed == [events[-1]]
+    assert events[-1]["failure_class"] == "out_of_memory"
+    assert "returned non-zero exit status 1" in events[-1]["message"]
+    assert not any("not JSON" in event["message"] for event in events)

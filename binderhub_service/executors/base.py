@@ -153,6 +153,19 @@ class BuildExecutor(LoggingConfigurable):
         """The limits each build step gets."""
         return StepLimits.from_config(self.build_memory_limit, self.build_cpu_limit)
 
+    fetch_timeout = Float(
+        600.0,
+        help="""Seconds fetching a repository (its clone, or a record's download) may take
+        before the build fails with the class ``timeout``, whatever is left of the build's
+        own timeout: a host that stops answering holds a build slot this long at most.
+        Default 600; e.g. 120 where repositories are small.""",
+    ).tag(config=True)
+
+    def memory_limit(self) -> int | str | None:
+        """The memory limit of a build's steps, named in ``out_of_memory`` hints: bytes or a
+        quantity such as ``4Gi``; None when the executor sets none."""
+        return self.build_memory_limit
+
     def repo2docker_options(self, request: BuildRequest) -> Repo2DockerOptions:
         return Repo2DockerOptions(
             repo_url=request.repo_url,

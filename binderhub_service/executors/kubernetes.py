@@ -22,6 +22,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 from ..errors import BuildFailed, ServiceError
 from ..events import BuildEvent, Phase
+from ..failures import FailureClass, OutputClassifier, Step
 from ..fetch import source_provider
 from ..repo2docker import parse_log_line
 from ..step_limits import BuildOutOfMemory, oom_killed
@@ -87,11 +88,23 @@ def _uid(obj: dict[str, Any]) -> str | None:
 
 
 class _LogOutcome:
-    """What the log stream learnt: repo2docker's failure reason, if it gave one, and
+    """What the log stream learnt: repo2docker's failure reason and the build pod's class
+    of it, if they were given, a classifier that read every line, and
     whether a build step was killed for running out of memory."""
 
-    failure: str | None = None
-    out_of_memory: bool = False
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.failure_class: FailureClass | None = None
+        self.classifier = OutputClassifier(Step.BUILD)
+        self.out_of_memory = False
+
+    def failure_class_of(self, status: PodStatus) -> FailureClass:
+        """Why the pod failed: its status, else what it said, else what its log shows."""
+        return (
+            status.failure_class()
+            or self.failure_class
+            or self.classifier.classify(status.exit_code)
+        )
 
 
 class _Grace:
@@ -516,7 +529,17 @@ class KubernetesExecutor(BuildExecutor):
             extra_labels=self.extra_labels,
             extra_annotations=self.extra_annotations,
             git_credential_secret_name=secret_name,
+            fetch_timeout=self.fetch_timeout,
         )
+
+    def memory_limit(self) -> int | str | None:
+        """The build steps' limit if set, else the build container's (``resources``)."""
+        step_limit = super().memory_limit()
+        if step_limit is not None:
+            return step_limit
+        limits = self.resources.get("limits") or {}
+        limit = limits.get("memory") if isinstance(limits, dict) else None
+        return limit if isinstance(limit, int | str) else None
 
     async def run(self, request: BuildRequest, emit: EmitFunc) -> None:
         api = await self._api()
@@ -800,7 +823,10 @@ class KubernetesExecutor(BuildExecutor):
                     raise BuildFailed(grace.reason) from None
                 if pod is None or (uid is not None and _uid(pod) != uid):
                     # Gone, or gone and replaced under its name (by another request).
-                    raise BuildFailed("The build pod was deleted before the build finished")
+                    raise BuildFailed(
+                        "The build pod was deleted before the build finished",
+                        failure_class=FailureClass.INTERRUPTED,
+                    )
                 status = pod_status(pod)
                 if status.started and log_task is None:
                     log_task = asyncio.create_task(
@@ -816,17 +842,22 @@ class KubernetesExecutor(BuildExecutor):
                         if status.out_of_memory:
                             # The pod's own limit killed it: that explains whatever
                             # repo2docker said as it died.
-                            raise BuildFailed(status.failure_reason(self.build_timeout))
+                            raise BuildFailed(
+                                status.failure_reason(self.build_timeout),
+                                failure_class=FailureClass.OUT_OF_MEMORY,
+                            )
                         if outcome.out_of_memory:
                             raise BuildOutOfMemory(self.step_limits.memory)
                         raise BuildFailed(
-                            outcome.failure or status.failure_reason(self.build_timeout)
+                            outcome.failure or status.failure_reason(self.build_timeout),
+                            failure_class=outcome.failure_class_of(status),
                         )
                     self.log.info("Build pod %s succeeded", name)
                     return
                 if status.terminating:
                     raise BuildFailed(
-                        "The build pod is being deleted (by someone else, or with its node)"
+                        "The build pod is being deleted (by someone else, or with its node)",
+                        failure_class=FailureClass.INTERRUPTED,
                     )
                 if status.waiting_reason in FATAL_WAITING_REASONS:
                     raise BuildFailed(status.failure_reason(self.build_timeout))
@@ -841,7 +872,10 @@ class KubernetesExecutor(BuildExecutor):
             if log_task is not None and not log_task.done():
                 log_task.cancel()
                 await asyncio.gather(log_task, return_exceptions=True)
-        raise BuildFailed("The build pod was deleted before the build finished")
+        raise BuildFailed(
+            "The build pod was deleted before the build finished",
+            failure_class=FailureClass.INTERRUPTED,
+        )
 
     def _graces(self) -> dict[frozenset[str], float]:
         """How long each group of retried waiting reasons may last, in seconds."""
@@ -888,8 +922,10 @@ class KubernetesExecutor(BuildExecutor):
             )
             async for position, line in lines:
                 parsed = parse_log_line(line)
+                outcome.classifier.feed(parsed.text)
                 if parsed.failure is not None:
                     outcome.failure = parsed.failure
+                    outcome.failure_class = parsed.failure_class
                 elif parsed.event is not None:
                     outcome.out_of_memory = outcome.out_of_memory or oom_killed(
                         parsed.event.message

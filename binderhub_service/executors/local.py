@@ -35,6 +35,7 @@ from ..build_container import (
 from ..engine_storage import BuildHostStorage
 from ..errors import BuildFailed, ServiceError, UpstreamError
 from ..events import BuildEvent, Phase
+from ..failures import FailureClass, OutputClassifier, Step
 from ..fetch import CheckURL, Fetcher, FetchSettings, Source, source_provider
 from ..repo2docker import build_args, parse_log_line
 from ..step_limits import (
@@ -54,6 +55,13 @@ MAX_DROPPED_LINES = 50
 
 
 GROUP_FILE = "process-group"
+# What users are told when pushing failed, by why.
+PUSH_FAILURES = {
+    FailureClass.REGISTRY_UNAVAILABLE: "The registry could not be reached to push the image.",
+    FailureClass.ENGINE_UNAVAILABLE: "The container engine could not be reached to push the image.",
+    FailureClass.DISK_FULL: "Pushing the image failed: a disk is full.",
+    FailureClass.PUSH_FAILED: "Pushing the image to the registry failed.",
+}
 
 
 def _start_time(pid: int) -> str | None:
@@ -141,9 +149,10 @@ class LocalDockerExecutor(BuildExecutor):
 
     engine_socket = Unicode(
         help="""The engine's Unix socket, mounted into build containers (the only way they
-        reach the engine). Default: the path of ``DOCKER_HOST`` when it is a ``unix://``
-        address (a rootless engine's, e.g. ``/run/user/1000/docker.sock``), else
-        ``/var/run/docker.sock``.""",
+        reach the engine); the service's docker CLI uses it too unless ``DOCKER_HOST`` or
+        ``DOCKER_CONTEXT`` is set in the service's environment. Default: the path of
+        ``DOCKER_HOST`` when it is a ``unix://`` address (a rootless engine's, e.g.
+        ``/run/user/1000/docker.sock``), else ``/var/run/docker.sock``.""",
     ).tag(config=True)
 
     @default("engine_socket")
@@ -155,11 +164,6 @@ class LocalDockerExecutor(BuildExecutor):
 
     git_executable = Unicode(
         "git", help="The git command the service clones repositories with. Default ``git``."
-    ).tag(config=True)
-
-    fetch_timeout = Float(
-        600.0,
-        help="Seconds a repository's fetch may take before the build fails. Default 600.",
     ).tag(config=True)
 
     max_checkout_bytes = Integer(
@@ -239,10 +243,13 @@ class LocalDockerExecutor(BuildExecutor):
             "HOME": home,
             "DOCKER_CONFIG": docker_config,
         }
-        for key in ("DOCKER_HOST", "DOCKER_CONTEXT"):
-            if key in os.environ:
-                env[key] = os.environ[key]
+        env.update(self._engine_address())
         return env
+
+    def _engine_address(self) -> dict[str, str]:
+        """How the service's docker CLI finds the engine: the environment's, else the socket."""
+        chosen = {k: os.environ[k] for k in ("DOCKER_HOST", "DOCKER_CONTEXT") if k in os.environ}
+        return chosen or {"DOCKER_HOST": f"unix://{self.engine_socket}"}
 
     def _source(self, request: BuildRequest) -> Source:
         provider = source_provider(request.content_providers)
@@ -331,24 +338,39 @@ class LocalDockerExecutor(BuildExecutor):
             spec = self._container(request, tmpdir, checkout, rootless)
         except (OSError, ValueError, ServiceError) as e:
             self.log.error("Build %s: cannot set up the build container: %s", request.build_id, e)
+            if isinstance(e, FileNotFoundError | ConnectionError):
+                raise BuildFailed(
+                    "The container engine could not be reached.",
+                    failure_class=FailureClass.ENGINE_UNAVAILABLE,
+                ) from None
             raise BuildFailed("The service could not start the build; ask its operator.") from None
         home = os.path.join(tmpdir, "home")
         env = self._engine_env(home, os.path.join(home, "no-credentials"))
         proc = await self._start_engine_cli(docker_run_args(spec), env, home, record)
+        classifier = OutputClassifier(Step.BUILD)
         try:
-            failure, out_of_memory = await self._relay(proc, emit, request.build_id)
+            failure, out_of_memory = await self._relay(proc, emit, request.build_id, classifier)
             returncode = await proc.wait()
         except BaseException:
             await self._remove_container(spec.name, env)
             await self._kill(proc)
             raise
         if returncode != 0:
-            self.log.warning(
-                "Build %s: the build container exited with %s", request.build_id, returncode
-            )
             if out_of_memory:
                 raise BuildOutOfMemory(self.step_limits.memory)
-            raise BuildFailed(failure or f"The build stopped with exit code {returncode}.")
+            failure_class = classifier.classify(returncode)
+            self.log.warning(
+                "Build %s: the build container exited with %s (%s)",
+                request.build_id,
+                returncode,
+                failure_class,
+            )
+            if failure_class is FailureClass.ENGINE_UNAVAILABLE:
+                failure = "The container engine could not be reached."
+            raise BuildFailed(
+                failure or f"The build stopped with exit code {returncode}.",
+                failure_class=failure_class,
+            )
 
     async def _start_engine_cli(
         self,
@@ -382,32 +404,34 @@ class LocalDockerExecutor(BuildExecutor):
         proc = await self._start_engine_cli(["push", "--", request.image_name], env, home, record)
         assert proc.stdout is not None
         last: list[str] = []
+        classifier = OutputClassifier(Step.PUSH)
         try:
             async with asyncio.timeout(self.push_timeout):
                 while raw := await proc.stdout.readline():
                     line = raw.decode(errors="replace")
                     last = [*last, line.strip()][-5:]
+                    classifier.feed(line)
                     emit(BuildEvent(Phase.PUSHING, line))
                 returncode = await proc.wait()
         except TimeoutError:
             await self._kill(proc)
             raise BuildFailed(
-                f"Pushing the image took longer than {self.push_timeout:g} seconds."
+                f"Pushing the image took longer than {self.push_timeout:g} seconds.",
+                failure_class=FailureClass.PUSH_FAILED,
             ) from None
         except BaseException:
             await self._kill(proc)
             raise
         if returncode != 0:
+            failure_class = classifier.classify(returncode)
             self.log.warning(
-                "Build %s: docker push exited with %s: %s",
+                "Build %s: docker push exited with %s (%s): %s",
                 request.build_id,
                 returncode,
+                failure_class,
                 " | ".join(last),
             )
-            raise BuildFailed(
-                "Pushing the image to the registry failed; try again later, or ask the "
-                "operator to check the registry."
-            )
+            raise BuildFailed(PUSH_FAILURES[failure_class], failure_class=failure_class)
 
     def _push_config_dir(self, tmpdir: str) -> str:
         """A ``DOCKER_CONFIG`` directory whose ``config.json`` is the registry credentials."""
@@ -428,14 +452,18 @@ class LocalDockerExecutor(BuildExecutor):
             self.log.warning("Could not remove build container %s", name)
 
     async def _relay(
-        self, proc: asyncio.subprocess.Process, emit: EmitFunc, build_id: str
+        self,
+        proc: asyncio.subprocess.Process,
+        emit: EmitFunc,
+        build_id: str,
+        classifier: OutputClassifier,
     ) -> tuple[str | None, bool]:
         """Turn repo2docker's output into events; return its failure message, if any,
         and whether a build step was killed for running out of memory.
 
         Only repo2docker's JSON log lines are relayed: other lines come from the
         service's docker CLI (which names the service's paths) or are tracebacks,
-        and go to the service log instead.
+        and go to the service log instead. ``classifier`` reads every line.
         """
         assert proc.stdout is not None
         failure = None
@@ -451,11 +479,13 @@ class LocalDockerExecutor(BuildExecutor):
                 return failure, out_of_memory
             line = raw.decode(errors="replace")
             if not line.lstrip().startswith("{"):
+                classifier.feed(line)
                 if line.strip() and dropped < MAX_DROPPED_LINES:
                     dropped += 1
                     self.log.warning("Build %s: %s", build_id, line.strip()[:2000])
                 continue
             parsed = parse_log_line(line)
+            classifier.feed(parsed.text)
             if parsed.failure is not None:
                 failure = parsed.failure
             if parsed.event is not None:
@@ -522,7 +552,7 @@ class LocalDockerExecutor(BuildExecutor):
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env=env,
+            env=env if env is not None else {**os.environ, **self._engine_address()},
         )
         try:
             async with asyncio.timeout(self.engine_timeout):

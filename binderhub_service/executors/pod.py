@@ -87,6 +87,8 @@ class BuildPodOptions:
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
     # The Secret holding the build's GIT_CREDENTIAL_ENV (see make_git_credential_secret).
     git_credential_secret_name: str | None = None
+    # Seconds the pod's fetch step may take.
+    fetch_timeout: float = 600.0
 
 
 def _escape(text: str) -> str:
@@ -227,6 +229,7 @@ def build_spec(options: BuildPodOptions) -> BuildSpec:
         content_provider=options.content_provider,
         registry_config_dir=DOCKER_CONFIG_DIR if options.registry_secret_name else None,
         env=dict(options.env),
+        fetch_timeout=options.fetch_timeout,
     )
 
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..failures import FailureClass
 from .pod import CONTAINER_NAME
 
 # Container waiting reasons that never resolve by themselves: the build fails at once.
@@ -92,6 +93,23 @@ class PodStatus:
             return f"The build image could not be pulled{detail}"
         detail = f": {message}" if message else ""
         return f"The build pod could not start ({self.waiting_reason}{detail})"
+
+    def failure_class(self) -> FailureClass | None:
+        """Why a failed pod failed, when its status says so (its log may say more)."""
+        if self.pod_reason == "DeadlineExceeded":
+            return FailureClass.TIMEOUT
+        if self.terminated_reason == "OOMKilled":
+            return FailureClass.OUT_OF_MEMORY
+        if self.pod_reason == "Evicted":
+            message = (self.pod_message or "").lower()
+            if any(word in message for word in ("ephemeral", "storage", "disk")):
+                return FailureClass.DISK_FULL
+            if "memory" in message:
+                return FailureClass.OUT_OF_MEMORY
+            return FailureClass.INTERRUPTED
+        if self.waiting_reason in _NOT_STARTING:
+            return FailureClass.UNKNOWN
+        return None
 
     def failure_reason(self, build_timeout: int) -> str:
         """A user-facing reason for a failed pod, when repo2docker did not give one.

@@ -96,6 +96,7 @@ class BuildsHandler(ApiHandler):
                 "repository", self.get_query_argument("repository", None)
             ),
             since=api_input.since(self.get_query_argument("since", None)),
+            failure_classes=api_input.failure_classes(self.get_query_arguments("failure_class")),
         )
         limit = api_input.limit(self.get_query_argument("limit", None))
         before = api_input.cursor(self.get_query_argument("cursor", None))

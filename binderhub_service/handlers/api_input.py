@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ServiceError
+from ..failures import FailureClass
 from ..image_access import Visibility
 from ..states import BuildState
 
 BUILD_STATES = tuple(state.value for state in BuildState)
+FAILURE_CLASSES = tuple(failure_class.value for failure_class in FailureClass)
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 IMAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
@@ -211,6 +213,13 @@ def states(values: list[str]) -> list[str]:
     for value in values:
         if value not in BUILD_STATES:
             raise InvalidInput(f"'state' must be one of: {', '.join(BUILD_STATES)}.")
+    return values
+
+
+def failure_classes(values: list[str]) -> list[str]:
+    for value in values:
+        if value not in FAILURE_CLASSES:
+            raise InvalidInput(f"'failure_class' must be one of: {', '.join(FAILURE_CLASSES)}.")
     return values
 
 

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from .. import __version__
-from .api_input import BUILD_STATES, DEFAULT_PAGE, MAX_PAGE
+from .api_input import BUILD_STATES, DEFAULT_PAGE, FAILURE_CLASSES, MAX_PAGE
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 
@@ -121,6 +121,15 @@ _DOCUMENT: dict[str, Any] = {
                         "in": "query",
                         "schema": {"type": "string", "format": "date-time"},
                         "description": "Only builds created at or after this time (ISO 8601).",
+                    },
+                    {
+                        "name": "failure_class",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(FAILURE_CLASSES)},
+                        "description": (
+                            "Only builds that failed (or were cancelled) for this reason "
+                            "(repeat for several)."
+                        ),
                     },
                     {
                         "name": "limit",
@@ -415,6 +424,13 @@ _DOCUMENT: dict[str, Any] = {
                         "additionalProperties": _TIME,
                     },
                     "failure_reason": {"type": ["string", "null"]},
+                    "failure_class": {
+                        "type": ["string", "null"],
+                        "enum": [*FAILURE_CLASSES, None],
+                        "description": (
+                            "Why the build failed or was cancelled; null for the others."
+                        ),
+                    },
                     "executor": {"type": "string"},
                     "repo2docker_version": {"type": "string"},
                 },

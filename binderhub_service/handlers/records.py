@@ -39,6 +39,7 @@ def build_json(record: BuildRecord, viewer: str | None = None) -> dict[str, Any]
         "duration_seconds": record.duration,
         "phase_times": {phase: isotime(t) for phase, t in (record.phase_times or {}).items()},
         "failure_reason": record.failure_reason,
+        "failure_class": record.failure_class,
         "executor": record.executor,
         "repo2docker_version": record.builder_version,
     }

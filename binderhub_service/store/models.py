@@ -41,6 +41,8 @@ class BuildRecord(Base):
     duration: Mapped[float | None] = mapped_column(Float)
     phase_times: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Why a failed or cancelled build ended (a FailureClass value); None for the others.
+    failure_class: Mapped[str | None] = mapped_column(String(32), index=True)
     executor: Mapped[str] = mapped_column(String(64))
     builder_version: Mapped[str] = mapped_column(String(64))
 
@@ -62,6 +64,7 @@ def build_row(
     failure_reason: str | None,
     executor: str,
     builder_version: str,
+    failure_class: str | None = None,
 ) -> dict[str, Any]:
     """The column values of one :class:`BuildRecord`; the waiting and running times follow."""
     return {
@@ -80,6 +83,7 @@ def build_row(
         "duration": finished - started if finished is not None and started is not None else None,
         "phase_times": phase_times,
         "failure_reason": failure_reason,
+        "failure_class": failure_class,
         "executor": executor,
         "builder_version": builder_version,
     }

@@ -319,6 +319,7 @@ class BuildRecorder(LoggingConfigurable):
             finished=build.finished,
             phase_times=dict(self._phase_times.get(build.id, {})),
             failure_reason=build.failure_reason,
+            failure_class=build.failure_class.value if build.failure_class else None,
             executor=self.executor_name,
             builder_version=self.builder_version,
         )

@@ -49,6 +49,7 @@ class BuildFilter:
     requester: str | None = None
     repo_url: str | None = None
     since: float | None = None
+    failure_classes: Sequence[str] = ()
 
 
 def alembic_config(url: str = "") -> Config:
@@ -216,6 +217,8 @@ class Store:
             query = query.where(BuildRecord.requester == where.requester)
         if where.repo_url is not None:
             query = query.where(BuildRecord.repo_url == where.repo_url)
+        if where.failure_classes:
+            query = query.where(BuildRecord.failure_class.in_(where.failure_classes))
         if where.since is not None:
             query = query.where(BuildRecord.created >= where.since)
         if before is not None:

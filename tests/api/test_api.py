@@ -99,6 +99,31 @@ async def test_failed_build_record(api: Api) -> None:
     _, record = await api.call("POST", "builds", git("will-fail"), user="alice")
     failed = await wait_state(api, record["id"], "failed", user="alice")
     assert failed["failure_reason"] == "the Dockerfile failed"
+    assert failed["failure_class"] == "build_error"
+
+
+async def test_listing_filters_by_failure_class(api: Api) -> None:
+    _, failing = await api.call("POST", "builds", git("will-fail-class"), user="alice")
+    _, hanging = await api.call("POST", "builds", git("hang-class"), user="alice")
+    _, working = await api.call("POST", "builds", git("works-class"), user="alice")
+    await wait_state(api, failing["id"], "failed", user="alice")
+    await wait_state(api, working["id"], "succeeded", user="alice")
+    await api.call("POST", f"builds/{hanging['id']}/cancel", user="alice")
+
+    async def listed(query: str) -> list[str]:
+        status, page = await api.call("GET", f"builds?{query}", user="alice")
+        assert status == 200, page
+        return [b["id"] for b in page["builds"]]
+
+    assert await listed("failure_class=build_error") == [failing["id"]]
+    assert await listed("failure_class=cancelled") == [hanging["id"]]
+    both = await listed("failure_class=cancelled&failure_class=build_error")
+    assert sorted(both) == sorted([failing["id"], hanging["id"]])
+    assert await listed("failure_class=disk_full") == []
+    _, record = await api.call("GET", f"builds/{working['id']}", user="alice")
+    assert record["failure_class"] is None
+    status, error = await api.call("GET", "builds?failure_class=nonsense", user="alice")
+    assert status == 400 and "'failure_class' must be one of" in error["message"]
 
 
 async def test_listing_filters_and_cursor(api: Api) -> None:

@@ -276,10 +276,26 @@ async def test_a_step_killed_for_memory_fails_naming_the_limit(
     await kubelet.wait_for_deletion(POD)
 
 
+def _terminated(exit_code: int, reason: str) -> dict:
+    return {
+        "phase": "Failed",
+        "containerStatuses": [
+            {
+                "name": "repo2docker",
+                "image": "x",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": exit_code, "reason": reason}},
+            }
+        ],
+    }
+
+
 @pytest.mark.parametrize(
-    ("status", "reason"),
+    ("status", "reason", "failure_class"),
     [
-        ({"phase": "Failed", "reason": "DeadlineExceeded"}, "time limit"),
+        ({"phase": "Failed", "reason": "DeadlineExceeded"}, "time limit", "timeout"),
         (
             {
                 "phase": "Failed",
@@ -295,7 +311,29 @@ async def test_a_step_killed_for_memory_fails_naming_the_limit(
                 ],
             },
             "out of memory",
+            "out_of_memory",
         ),
+        (
+            {
+                "phase": "Failed",
+                "reason": "Evicted",
+                "message": "The node was low on resource: ephemeral-storage. Threshold "
+                "quantity: 1Gi, available: 512Mi.",
+            },
+            "evicted",
+            "disk_full",
+        ),
+        (
+            {
+                "phase": "Failed",
+                "reason": "Evicted",
+                "message": "The node was low on resource: memory.",
+            },
+            "evicted",
+            "out_of_memory",
+        ),
+        (_terminated(137, "Error"), "exited with code 137", "out_of_memory"),
+        (_terminated(2, "Error"), "exited with code 2", "unknown"),
         (
             {
                 "phase": "Pending",
@@ -311,11 +349,17 @@ async def test_a_step_killed_for_memory_fails_naming_the_limit(
                 ],
             },
             "could not start",
+            "unknown",
         ),
     ],
 )
 async def test_failure_reasons_from_pod_status(
-    executor: KubernetesExecutor, kubelet: Kubelet, pod_logs: Logs, status: dict, reason: str
+    executor: KubernetesExecutor,
+    kubelet: Kubelet,
+    pod_logs: Logs,
+    status: dict,
+    reason: str,
+    failure_class: str,
 ) -> None:
     """Without a repo2docker reason the pod status explains; the API server is emulated."""
     logs = pod_logs(POD)
@@ -323,8 +367,76 @@ async def test_failure_reasons_from_pod_status(
     run = asyncio.create_task(executor.run(REQUEST, Recorder()))
     await kubelet.wait_for_pod(POD)
     await kubelet.set_status(POD, status)
-    with pytest.raises(BuildFailed, match=reason):
+    with pytest.raises(BuildFailed, match=reason) as error:
         await asyncio.wait_for(run, 5)
+    assert error.value.failure_class == failure_class
+
+
+@pytest.mark.parametrize(
+    ("lines", "failure_class"),
+    [
+        # The build pod's program names the class on its failed line.
+        (
+            [
+                r2d("x", "building"),
+                json.dumps(
+                    {"phase": "failed", "message": "The build failed", "failure_class": "disk_full"}
+                ),
+            ],
+            "disk_full",
+        ),
+        # An older build image does not: the executor reads the log itself.
+        (
+            [
+                r2d("#5 ERROR: executor failed running [/bin/sh -c x]: exit code: 137", "building"),
+                r2d("Command '[...]' returned non-zero exit status 1", "failed"),
+            ],
+            "out_of_memory",
+        ),
+        (
+            [
+                r2d("#5 0.2 ERROR: ResolutionImpossible: for help visit ...", "building"),
+                r2d("Command '[...]' returned non-zero exit status 1", "failed"),
+            ],
+            "dependency_conflict",
+        ),
+    ],
+)
+async def test_failure_class_from_the_pods_log(
+    executor: KubernetesExecutor,
+    kubelet: Kubelet,
+    pod_logs: Logs,
+    lines: list[str],
+    failure_class: str,
+) -> None:
+    """The class comes from the build pod's log when its status says nothing; the API
+    server is emulated."""
+    logs = pod_logs(POD)
+    run = asyncio.create_task(executor.run(REQUEST, Recorder()))
+    await kubelet.wait_for_pod(POD)
+    await kubelet.running(POD)
+    await logs.write(*lines)
+    await logs.close()
+    await kubelet.terminated(POD, 1, reason="Error")
+    with pytest.raises(BuildFailed) as error:
+        await asyncio.wait_for(run, 5)
+    assert error.value.failure_class == failure_class
+
+
+def test_the_memory_limit_of_build_pods_is_named_in_hints() -> None:
+    executor = KubernetesExecutor(resources={"limits": {"memory": "4Gi"}})
+    assert executor.memory_limit() == "4Gi"
+    assert KubernetesExecutor().memory_limit() is None
+
+
+def test_the_fetch_timeout_reaches_the_build_pod() -> None:
+    options = BuildPodOptions(
+        build_id="b1",
+        repo2docker=KubernetesExecutor().repo2docker_options(REQUEST),
+        fetch_timeout=42.0,
+    )
+    spec = json.loads(make_build_pod(options)["spec"]["containers"][0]["args"][0])
+    assert spec["fetch_timeout"] == 42.0
 
 
 async def test_second_request_attaches_to_the_running_pod(

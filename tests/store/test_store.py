@@ -13,12 +13,14 @@ from sqlalchemy import insert, inspect
 from binderhub_service.builds import BuildManager
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.base import BuildExecutor, BuildRequest, EmitFunc
+from binderhub_service.failures import FailureClass, hint
 from binderhub_service.restart import INTERRUPTED, reconcile
 from binderhub_service.store import BuildFilter, BuildRecorder, Store
 from binderhub_service.store.models import BuildLogEvent, BuildRecord
 from tests.fakes import FakeExecutor
 
-HEAD = "0004"
+# The newest schema revision.
+HEAD = "0005"
 
 
 def build_row(build_id: str, **values: Any) -> dict[str, Any]:
@@ -129,6 +131,40 @@ async def test_purge_logs_keeps_records(store: Store) -> None:
     assert await store.get_build("old") is not None
 
 
+async def test_upgrade_gives_old_records_a_failure_class(db_url: str) -> None:
+    store = Store(db_url)
+    await store.open(revision="0004")
+    old = build_row("x")
+    rows = [
+        {**old, "id": "cancelled", "state": "cancelled", "failure_reason": "cancelled"},
+        {**old, "id": "restarted", "state": "failed", "failure_reason": INTERRUPTED},
+        {
+            **old,
+            "id": "slow",
+            "state": "failed",
+            "failure_reason": "The build took longer than 60 seconds and was stopped.",
+        },
+        {**old, "id": "failed", "state": "failed", "failure_reason": "exit status 1"},
+        {**old, "id": "fine", "state": "succeeded"},
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(BuildRecord), rows)
+    await store.migrate("head")
+    classes = {r.id: r.failure_class for r in await store.list_builds(BuildFilter())}
+    assert classes == {
+        "cancelled": "cancelled",
+        "restarted": "interrupted",
+        "slow": "timeout",
+        "failed": "unknown",
+        "fine": None,
+    }
+    timeouts = await store.list_builds(BuildFilter(failure_classes=["timeout", "unknown"]))
+    assert sorted(r.id for r in timeouts) == ["failed", "slow"]
+    await store.downgrade("0004")
+    assert await store.revision() == "0004"
+    await store.close()
+
+
 async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
     await store.write(
         [
@@ -147,7 +183,13 @@ async def test_reconcile_marks_unfinished_builds_failed(store: Store) -> None:
     assert (record.state, record.failure_reason) == ("failed", INTERRUPTED)
     events = [json.loads(data) async for _, data in store.events("running")]
     assert [e["message"] for e in events[:4]] == [f"line {n}\n" for n in range(1, 5)]
-    assert events[4] == {"phase": "failed", "message": f"Build failed: {INTERRUPTED}\n"}
+    assert events[4] == {
+        "phase": "failed",
+        "message": f"Build failed: {INTERRUPTED}\n",
+        "failure_class": "interrupted",
+        "hint": hint(FailureClass.INTERRUPTED),
+    }
+    assert record.failure_class == "interrupted"
     done = await store.get_build("done")
     assert done is not None and done.state == "succeeded"
 
