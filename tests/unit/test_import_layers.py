@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "engine_api",
             "errors",
             "events",
+            "failures",
             "gc_policy",
             "git_credentials",
             "health",
