@@ -318,7 +318,7 @@ async def test_wrong_method_answers_405_with_allow(start_app):
 
 
 async def test_a_temporary_failure_is_tried_again_once(start_app):
-    service = start_app(BuildManager__transient_failure_retry_delay=0)
+    service = await start_app(BuildManager__transient_failure_retry_delay=0)
     stream = await read_events(service.build_url("flaky"))
     assert stream.phases[-1] == "ready"
     assert len(service.executor.runs) == 2
@@ -330,7 +330,7 @@ async def test_a_temporary_failure_is_tried_again_once(start_app):
 
 
 async def test_a_failure_that_lasts_is_tried_again_only_once(start_app):
-    service = start_app(
+    service = await start_app(
         BuildManager__transient_failure_retry_delay=0, FakeExecutor__flaky_failures=5
     )
     stream = await read_events(service.build_url("flaky"))
@@ -342,7 +342,7 @@ async def test_a_failure_that_lasts_is_tried_again_only_once(start_app):
 
 @pytest.mark.parametrize("failure_class", ["build_error", "dependency_conflict", "unknown"])
 async def test_failures_the_repository_causes_are_never_tried_again(start_app, failure_class):
-    service = start_app(
+    service = await start_app(
         BuildManager__transient_failure_retry_delay=0, FakeExecutor__failure_class=failure_class
     )
     stream = await read_events(service.build_url("will-fail"))
@@ -357,7 +357,7 @@ async def test_failures_the_repository_causes_are_never_tried_again(start_app, f
 
 
 async def test_retries_can_be_turned_off(start_app):
-    service = start_app(BuildManager__transient_failure_retries=0)
+    service = await start_app(BuildManager__transient_failure_retries=0)
     stream = await read_events(service.build_url("flaky"))
     assert len(service.executor.runs) == 1
     assert stream.events[-1]["failure_class"] == "registry_unavailable"

@@ -338,7 +338,7 @@ class LocalDockerExecutor(BuildExecutor):
             spec = self._container(request, tmpdir, checkout, rootless)
         except (OSError, ValueError, ServiceError) as e:
             self.log.error("Build %s: cannot set up the build container: %s", request.build_id, e)
-            if isinstance(e, FileNotFoundError | ConnectionError):
+            if isinstance(e, FileNotFoundError | ConnectionError | UpstreamError):
                 raise BuildFailed(
                     "The container engine could not be reached.",
                     failure_class=FailureClass.ENGINE_UNAVAILABLE,

@@ -634,13 +634,14 @@ def test_notes_snippet_matches_the_service(render: Render, helm: str, tmp_path: 
     assert env["JUPYTERHUB_CLIENT_ID"] == f"service-{name}"
     assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == f"/services/{name}/oauth_callback"
     roles = hub["loadRoles"]
-    assert sorted(roles) == [f"{name}-gc", f"{name}-users"]
+    assert sorted(roles) == [f"{name}-service", f"{name}-users"]
     build_scope = ServiceAuth.build_scope.default_value
     assert roles[f"{name}-users"]["scopes"] == [f"access:services!service={name}", build_scope]
-    # Garbage collection lists running servers with the service's own token.
-    assert roles[f"{name}-gc"] == {
-        "description": "Let binderhub-service see the images of running servers",
-        "scopes": ["list:users", "read:servers"],
+    # Garbage collection lists running servers, and sharing reads users' groups,
+    # with the service's own token.
+    assert roles[f"{name}-service"] == {
+        "description": "Let binderhub-service see running servers' images and users' groups",
+        "scopes": ["list:users", "read:servers", "read:users:groups"],
         "services": [name],
     }
     assert build_scope in hub["config"]["JupyterHub"]["custom_scopes"]

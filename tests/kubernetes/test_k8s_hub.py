@@ -125,8 +125,7 @@ async def test_the_binderhub_client_sees_a_build_pod_build_through_the_hub(
     ((service_name, service),) = hub_values["services"].items()
     service["url"] = f"http://127.0.0.1:{port}"  # no cluster DNS here
     service["apiToken"] = secret_value(manifests, fullname, "api-token")
-    (role,) = hub_values["loadRoles"].values()
-    role["users"] = ["alice"]
+    hub_values["loadRoles"][f"{service_name}-users"]["users"] = ["alice"]
     hub_root = tmp_path / "hub"
     hub_root.mkdir()
     hub = await asyncio.to_thread(
