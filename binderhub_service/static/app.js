@@ -97,7 +97,7 @@ function showRecord(record) {
   setText("build-repo", `${record.repo_url || record.spec} @ ${record.ref || ""}`);
   setText("build-state", record.state);
   if (record.image_name) setText("build-image", record.image_name);
-  setText("build-failure", record.failure_reason ? `Failed: ${record.failure_reason}` : "");
+  setText("build-failure", record.failure_reason ? `Failed: ${failureText(record)}` : "");
   const unfinished = record.state === "queued" || record.state === "running";
   const mayCancel = me.admin || (record.requester !== null && record.requester === me.name);
   $("cancel-button").hidden = !(unfinished && mayCancel);
@@ -176,6 +176,12 @@ function route() {
 
 let historyCursor = null;
 
+// A failure's reason, with its class (see the docs' "Why did my build fail?").
+function failureText(record) {
+  const why = record.failure_class ? ` (${record.failure_class.replaceAll("_", " ")})` : "";
+  return `${record.failure_reason}${why}`;
+}
+
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return "";
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
@@ -215,7 +221,7 @@ async function loadHistory(reset) {
     cell(row, build.ref);
     cell(row, build.created ? new Date(build.created).toLocaleString() : "");
     cell(row, duration(build.duration_seconds));
-    cell(row, build.failure_reason, "reason");
+    cell(row, build.failure_reason ? failureText(build) : "", "reason");
     body.appendChild(row);
   }
   historyCursor = page.next;

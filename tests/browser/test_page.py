@@ -109,11 +109,13 @@ async def test_failed_build_and_history(page: Page, site: Site) -> None:
     lines = await finished_lines(page)
     failed = build_id(page)
     assert lines == await api_lines(site, failed)
-    await expect(page.locator("#build-failure")).to_contain_text("the Dockerfile failed")
+    await expect(page.locator("#build-failure")).to_contain_text(
+        "the Dockerfile failed (build error)"
+    )
     await expect(page.locator("#cancel-button")).to_be_hidden()
     row = page.locator(f"#history tr[data-build='{failed}']")
     await expect(row).to_contain_text("failed")
-    await expect(row.locator(".reason")).to_contain_text("the Dockerfile failed")
+    await expect(row.locator(".reason")).to_contain_text("the Dockerfile failed (build error)")
 
     # A finished build's stored log replays from the history.
     await start_build(page, site, "other")
