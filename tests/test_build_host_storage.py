@@ -265,12 +265,14 @@ async def test_without_a_registry_local_images_are_kept_within_a_budget(
     forgotten: list[str] = []
 
     async def usage() -> tuple[set[str], dict[str, float]]:
+        # Uses after the images were made: an image counts as used when it was
+        # made, so uses before that would leave the order to the build times.
         now = time.time()
         return {names["saved"]}, {
-            names["old"]: now - 300,
-            names["saved"]: now - 400,
-            names["middle"]: now - 200,
-            names["recent"]: now,
+            names["saved"]: now + 50,
+            names["old"]: now + 100,
+            names["middle"]: now + 200,
+            names["recent"]: now + 300,
         }
 
     storage = storage_for(own_engine, local_images_max_bytes=2 * BLOB_BYTES + BLOB_BYTES // 2)
