@@ -463,7 +463,7 @@ class BinderHubService(Application):
 
     async def _local_image_usage(self) -> tuple[set[str], dict[str, float]]:
         """Images to keep locally (saved, building) and when each was last used."""
-        await self.recorder.flush()
+        await self.recorder.written()
         usage = await self.store.image_usage(self.image_prefix)
         keep = {image.image for image in await self.store.list_images()}
         keep |= {name for name, (_, building) in usage.items() if building}

@@ -11,7 +11,7 @@ is answered 404, as if it did not exist. The document at
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from tornado import web
@@ -21,7 +21,7 @@ from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import Forbidden, ServiceError, UnknownProvider
 from ..events import json_frame
-from ..image_access import Viewer, access, may_change, may_use, viewer_of, visible
+from ..image_access import Viewer, access, may_change, may_use, visible
 from ..saved_images import SavedImages
 from ..states import BuildState
 from ..store import BuildFilter, BuildRecorder, Store
@@ -201,10 +201,7 @@ class ImageApiHandler(ApiHandler):
         await super().prepare()
         if self._finished:
             return
-        identity = self.identity
-        auth = self.service_auth
-        groups = await auth.groups_of(identity) if auth is not None else identity.groups
-        self.viewer = replace(viewer_of(identity), groups=groups)
+        self.viewer = await self.saved_image_viewer()
 
     def image_json(self, image: SavedImage) -> dict[str, Any]:
         viewer = self.viewer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from jupyterhub.services.auth import HubAuthenticated, HubOAuth
@@ -10,6 +11,7 @@ from tornado import web
 
 from ..auth import Identity, ServiceAuth, anonymous_identity
 from ..errors import Forbidden, ServiceError
+from ..image_access import Viewer, viewer_of
 from ..limits import RateLimited, UserLimits
 
 # Answers are JSON or event streams, never documents to render: nothing may load.
@@ -93,6 +95,14 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
         if self._identity is None:
             return anonymous_identity(self.request.remote_ip)
         return self._identity
+
+    async def saved_image_viewer(self) -> Viewer:
+        """Who is asking, as saved images see them: with their hub groups, asked of the
+        hub when the request only names the user."""
+        identity = self.identity
+        auth = self.service_auth
+        groups = await auth.groups_of(identity) if auth is not None else identity.groups
+        return replace(viewer_of(identity), groups=groups)
 
     def get_current_user(self) -> Identity | None:
         return self._identity

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from dataclasses import replace
 from typing import Any
 
 from tornado.escape import xhtml_escape
@@ -23,7 +22,7 @@ from ..build_requests import BuildRequests
 from ..builds import Build
 from ..errors import InvalidSpec, ServiceError
 from ..events import KEEPALIVE_FRAME, BuildEvent, Phase, failed, sse_frame
-from ..image_access import may_use, viewer_of
+from ..image_access import may_use
 from ..launch import (
     Launcher,
     LaunchRequest,
@@ -290,10 +289,7 @@ class SavedLaunchHandler(LaunchStreamMixin):
     async def _launch_saved(self, owner: str, name: str) -> None:
         token = self.user_token()
         image = await self.store.get_image(owner, name)
-        auth = self.service_auth
-        identity = self.identity
-        groups = await auth.groups_of(identity) if auth is not None else identity.groups
-        if image is None or not may_use(replace(viewer_of(identity), groups=groups), image):
+        if image is None or not may_use(await self.saved_image_viewer(), image):
             raise ServiceError(f"No saved image {owner[:255]}/{name[:255]} you may launch.", 404)
         record = await self.store.get_build(image.build_id) if image.build_id else None
         repo_url = record.repo_url if record is not None else ""
