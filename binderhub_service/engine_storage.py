@@ -24,6 +24,7 @@ from traitlets.config import LoggingConfigurable
 from .engine_api import engine_call
 from .errors import BuildFailed, ServiceError, UpstreamError
 from .events import BuildEvent, Phase
+from .failures import FailureClass
 from .metrics import BUILD_CACHE_BYTES, BUILD_CACHE_PRUNED_BYTES, ENGINE_FREE_BYTES
 from .spawner import image_name_regex
 
@@ -204,7 +205,10 @@ class BuildHostStorage(LoggingConfigurable):
             )
             if self.low_disk_action == "fail" or loop.time() >= deadline:
                 self.log.warning("Build refused: %s", shortage)
-                raise BuildFailed(f"Not built: {shortage}. Try again later.")
+                raise BuildFailed(
+                    f"Not built: {shortage}. Try again later.",
+                    failure_class=FailureClass.DISK_FULL,
+                )
             if not told:
                 emit(BuildEvent(Phase.WAITING, f"Waiting for disk space: {shortage}.\n"))
                 told = True

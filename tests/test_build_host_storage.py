@@ -25,6 +25,7 @@ from binderhub_service.engine_storage import BuildHostStorage, human_bytes
 from binderhub_service.errors import BuildFailed, ServiceError
 from binderhub_service.events import BuildEvent, Phase
 from binderhub_service.executors.local import LocalDockerExecutor
+from binderhub_service.failures import FailureClass
 
 from .conftest import stop_process
 from .repos import dockerfile, hello_repo
@@ -206,6 +207,7 @@ async def test_a_build_fails_fast_when_free_space_is_below_the_threshold(
     assert error.value.message.startswith("Not built: the build host has ")
     assert f"less than the {human_bytes(threshold)} a build needs to start" in error.value.message
     assert events == []  # nothing was fetched or built
+    assert error.value.failure_class is FailureClass.DISK_FULL
     assert containers_labelled(request.build_id) == []
     assert build_dirs(tmp_path) == []
     assert REGISTRY.get_sample_value("binderhub_service_engine_free_bytes")
@@ -315,6 +317,7 @@ async def test_through_the_service_a_low_disk_fails_the_stream_with_the_reason(
     assert stream.phases[-1] == "failed"
     assert "Not built: the build host has " in stream.messages[-1]
     assert "a build needs to start. Try again later." in stream.messages[-1]
+    assert stream.events[-1]["failure_class"] == "disk_full"
     assert not any(phase in stream.phases for phase in ("fetching", "building"))
 
 

@@ -633,7 +633,10 @@ class KubernetesExecutor(BuildExecutor):
             with self._access_errors():
                 pod = await api.read(pod_name)
                 if pod is None:
-                    raise BuildFailed("The build pod was deleted before the build finished")
+                    raise BuildFailed(
+                        "The build pod was deleted before the build finished",
+                        failure_class=FailureClass.INTERRUPTED,
+                    )
                 # Its Secret, if any, is owned by it: Kubernetes deletes both together.
                 target = _Target(pod_name, _uid(pod))
                 await self._follow_to_the_end(api, target, emit, request.resume_after)
